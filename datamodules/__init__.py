@@ -1,0 +1,1 @@
+"""LightningDataModules of the dfn experiments (bouncing MNIST, highway/stereo HDF5, steerable)."""

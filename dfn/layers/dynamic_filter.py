@@ -1,0 +1,154 @@
+"""Dynamic filtering layers: turn a filter-generating network's raw output into filters and apply them.
+
+``DynamicLocalFilter`` takes ``theta (B, filter_channels + bias_channels, H, W)`` per pixel;
+``DynamicConv`` takes ``theta (B, filter_channels)`` per sample (trailing ``1 x 1`` dims allowed).
+The channel count a generator must emit is ``layer.theta_channels``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from dfn.ops import dynamic_conv, dynamic_local_filter, kernel_hw, separable_local_filter
+from dfn.ops.geometry import KernelSize
+
+
+class _FilterLayout(nn.Module):
+    """How the filter part of ``theta`` is laid out: kernel, form, softmax and bias channels.
+
+    Args:
+        kernel_size: ``k`` or ``(kh, kw)``.
+        softmax: ``theta`` holds logits; each filter is normalised over its taps.
+        bias_channels: 0 (no dynamic bias), 1 (one bias for all channels) or ``C`` (per channel).
+        n_filters: ``None`` for filters shared across channels (output has ``C`` channels);
+            ``n`` for ``n`` filters that each sum over ``in_channels`` (output has ``n`` channels).
+        in_channels: ``C``; required with ``n_filters``.
+    """
+
+    def __init__(self, kernel_size: KernelSize, *, softmax: bool = False, bias_channels: int = 0,
+                 n_filters: Optional[int] = None, in_channels: Optional[int] = None) -> None:
+        super().__init__()
+        self.kh, self.kw = kernel_hw(kernel_size)
+        if bias_channels < 0:
+            raise ValueError(f"bias_channels must be 0, 1 or C, got {bias_channels}")
+        if n_filters is not None and (n_filters < 1 or in_channels is None or in_channels < 1):
+            raise ValueError("the general form needs n_filters >= 1 and in_channels >= 1, got "
+                             f"n_filters={n_filters}, in_channels={in_channels}")
+        self.softmax = softmax
+        self.bias_channels = bias_channels
+        self.n_filters = n_filters
+        self.in_channels = in_channels
+
+    @property
+    def filter_shape(self) -> tuple[int, ...]:
+        """Non-batch, non-spatial shape of the filters: ``(taps,)`` or ``(n, C, taps)``."""
+        taps = self.taps_per_filter
+        return (taps,) if self.n_filters is None else (self.n_filters, self.in_channels, taps)
+
+    @property
+    def taps_per_filter(self) -> int:
+        return self.kh * self.kw
+
+    @property
+    def theta_channels(self) -> int:
+        """Channels the filter-generating network must output."""
+        n = 1
+        for s in self.filter_shape:
+            n *= s
+        return n + self.bias_channels
+
+    def _split(self, theta: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """Channels of ``theta`` -> filter values ``(B, *filter_shape, ...)`` and bias."""
+        if theta.shape[1] != self.theta_channels:
+            raise ValueError(f"{type(self).__name__} expects theta with {self.theta_channels} "
+                             f"channels ({self.filter_shape} filter values + {self.bias_channels} "
+                             f"bias), got shape {tuple(theta.shape)}")
+        n_filter = self.theta_channels - self.bias_channels
+        filters = theta[:, :n_filter].unflatten(1, self.filter_shape)
+        bias = theta[:, n_filter:] if self.bias_channels else None
+        return filters, bias
+
+    def extra_repr(self) -> str:
+        form = "shared" if self.n_filters is None else f"n_filters={self.n_filters}, in_channels={self.in_channels}"
+        return (f"kernel_size=({self.kh}, {self.kw}), {form}, softmax={self.softmax}, "
+                f"bias_channels={self.bias_channels}")
+
+
+class DynamicLocalFilter(_FilterLayout):
+    """Per-pixel dynamic filtering layer (paper section 3.3).
+
+    ``theta (B, theta_channels, H, W)`` is split into filters and an optional dynamic bias; the bias
+    is added to ``x (B, C, H, W)`` before filtering. With ``separable=True`` each filter is a
+    vertical ``kh`` and a horizontal ``kw`` filter (their outer product, see
+    :func:`dfn.ops.separable_local_filter`), so ``theta`` carries ``kh + kw`` taps per filter.
+    Output: ``(B, C, H, W)`` (shared) or ``(B, n_filters, H, W)`` (general).
+    """
+
+    def __init__(self, kernel_size: KernelSize, *, softmax: bool = False, bias_channels: int = 0,
+                 separable: bool = False, n_filters: Optional[int] = None,
+                 in_channels: Optional[int] = None) -> None:
+        super().__init__(kernel_size, softmax=softmax, bias_channels=bias_channels,
+                         n_filters=n_filters, in_channels=in_channels)
+        self.separable = separable
+
+    @property
+    def taps_per_filter(self) -> int:
+        return self.kh + self.kw if self.separable else self.kh * self.kw
+
+    def split(self, theta: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """``theta (B, theta_channels, H, W)`` -> full ``kh*kw`` filters in the op's layout and bias.
+
+        Filters are normalised when ``softmax`` is set; separable factors are multiplied out, so
+        the result is what the op applies (for pictures and the smoothness penalty).
+        """
+        filters, bias = self._split(theta)
+        tap_dim = filters.ndim - 3
+        if self.separable:
+            v, h = filters.split((self.kh, self.kw), tap_dim)
+            if self.softmax:
+                v, h = v.softmax(tap_dim), h.softmax(tap_dim)
+            filters = (v.unsqueeze(tap_dim + 1) * h.unsqueeze(tap_dim)).flatten(tap_dim, tap_dim + 1)
+        elif self.softmax:
+            filters = filters.softmax(tap_dim)
+        return filters, bias
+
+    def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        if theta.ndim != 4 or theta.shape[0] != x.shape[0] or theta.shape[2:] != x.shape[2:]:
+            raise ValueError(f"theta must be (B, {self.theta_channels}, H, W) matching x "
+                             f"{tuple(x.shape)}; got {tuple(theta.shape)}")
+        filters, bias = self._split(theta)
+        if self.separable:
+            v, h = filters.split((self.kh, self.kw), filters.ndim - 3)
+            return separable_local_filter(x, v, h, softmax=self.softmax, bias=bias)
+        return dynamic_local_filter(x, filters, (self.kh, self.kw), softmax=self.softmax, bias=bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", separable={self.separable}"
+
+
+class DynamicConv(_FilterLayout):
+    """Per-sample dynamic convolution layer: ``theta (B, theta_channels[, 1, 1])`` -> one filter
+    set per sample, applied to ``x (B, C, H, W)`` at every pixel.
+
+    A dynamic bias, if any, is one value per sample and channel, added to ``x`` before filtering.
+    Output: ``(B, C, H, W)`` (shared) or ``(B, n_filters, H, W)`` (general).
+    """
+
+    def split(self, theta: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """``theta (B, theta_channels[, 1, 1])`` -> filters ``(B, kh, kw)`` or
+        ``(B, n, C, kh, kw)``, normalised when ``softmax`` is set, and bias ``(B, 1 or C, 1, 1)``."""
+        if theta.ndim == 4 and theta.shape[2:] == (1, 1):
+            theta = theta.flatten(1)
+        if theta.ndim != 2:
+            raise ValueError(f"theta must be (B, {self.theta_channels}) or "
+                             f"(B, {self.theta_channels}, 1, 1), got {tuple(theta.shape)}")
+        filters, bias = self._split(theta)
+        if self.softmax:
+            filters = filters.softmax(-1)
+        filters = filters.unflatten(-1, (self.kh, self.kw))       # (B, kh, kw) or (B, n, C, kh, kw)
+        return filters, None if bias is None else bias[:, :, None, None]
+
+    def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        filters, bias = self.split(theta)
+        return dynamic_conv(x if bias is None else x + bias, filters)

@@ -1,0 +1,202 @@
+"""Dynamic local filtering: one generated filter per sample *and* pixel (paper section 3.3).
+
+Two layouts (DESIGN.md), ``T = kh * kw`` taps in row-major order ``t = u * kw + v``:
+
+* shared across channels (the paper's experiments, also RGB warping)::
+
+      x (B, C, H, W), filters (B, T, H, W) -> out (B, C, H, W)
+      out[b, c, y, x] = sum_{u,v} filters[b, u*kw+v, y, x] * x[b, c, y+u-kh//2, x+v-kw//2]
+
+* general, ``n`` filters over ``C`` channels (the paper's theta in R^{s x s x c_B x n x d})::
+
+      x (B, C, H, W), filters (B, n, C, T, H, W) -> out (B, n, H, W), summed over channels and taps
+
+Zero padding, same output size; the anchor of even sizes is described in :mod:`dfn.ops.geometry`.
+
+How it runs: a shifted multiply-accumulate over the taps, reading each tap of the filters once
+and treating all channels while it is in cache. The ``B*C*kh*kw*H*W`` unfold buffer is never
+built. The autograd graph saves only ``x`` and ``filters``. The two gradients are the same
+bilinear map with its roles swapped (``dfilters = grad_filters(x, dout)``: a per-pixel reduction over
+channels; ``dx = grad_input(filters, dout)``: an accumulation of ``filters * dout`` into shifted
+windows). Each of the three maps is differentiable through the other two, so double backward works.
+
+Precision: inputs and outputs keep their dtype; float16 / bfloat16 accumulate in float32 and are
+rounded once at the end (so the error is about one rounding of the output, not one per tap).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from dfn.ops.geometry import (KernelSize, accumulation_dtype, kernel_hw, pad, taps, unpad,
+                              windows)
+
+# Canonical internal layout, shared by both public forms:
+#   x (B, C, H, W); filters f7 (B, N, Cf, kh, kw, H, W); out / dout g5 (B, N, Co, H, W)
+#   shared form: N = 1, Cf = 1, Co = C    general form: N = n, Cf = C, Co = 1
+# Cf and Co are always {1, C} in some order, so `f * g` broadcasts to (B, C, H, W).
+
+
+def _forward(x: Tensor, f7: Tensor) -> Tensor:
+    """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
+    B, N, Cf, kh, kw, H, W = f7.shape
+    C = x.shape[1]
+    out = torch.zeros((B, N, C if Cf == 1 else 1, H, W), dtype=accumulation_dtype(x.dtype),
+                      device=x.device)
+    win = windows(pad(x, kh, kw), kh, kw)[:, None]              # (B, 1, C, kh, kw, H, W)
+    for cf in range(Cf):
+        x_taps = taps(win if Cf == 1 else win[:, :, cf:cf + 1], 3)  # each (B, 1, C or 1, H, W)
+        f_taps = taps(f7[:, :, cf:cf + 1], 3)                       # each (B, N, 1, H, W)
+        for f_t, x_t in zip(f_taps, x_taps):
+            out.addcmul_(f_t, x_t)
+    return out.to(x.dtype)
+
+
+def _grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tensor:
+    """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W).
+
+    One multiply per (filter channel, tap row) over all ``kw`` taps of the row at once: the row
+    of shifted windows is a strided view, and the result is written straight into ``df``.
+    """
+    B, N, Co, H, W = g5.shape
+    C = x.shape[1]
+    Cf = 1 if shared else C
+    df = torch.empty((B, N, Cf, kh, kw, H, W), dtype=x.dtype, device=x.device)
+    win = windows(pad(x, kh, kw), kh, kw)                       # (B, C, kh, kw, H, W)
+    exact = accumulation_dtype(x.dtype) == x.dtype
+    for cf in range(Cf):
+        for u in range(kh):
+            dst = df[:, :, cf, u]                               # (B, N, kw, H, W)
+            # a half-precision sum over channels goes through a float32 row (zeroed, because a
+            # half * half product written with out= would be rounded to half first)
+            acc = dst if exact or Co == 1 else torch.zeros(dst.shape, dtype=torch.float32,
+                                                           device=x.device)
+            for co in range(Co):
+                g = g5[:, :, co, None]                          # (B, N, 1, H, W)
+                x_row = win[:, co if shared else cf, u, None]   # (B, 1, kw, H, W)
+                if co == 0 and acc is dst:
+                    torch.mul(g, x_row, out=acc)
+                else:
+                    acc.addcmul_(g, x_row)
+            if acc is not dst:
+                dst.copy_(acc)
+    return df
+
+
+def _grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
+    """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W).
+
+    Accumulated window by window into a zero-padded buffer whose interior is ``dx``.
+    """
+    B, N, Cf, kh, kw, H, W = f7.shape
+    dtype = accumulation_dtype(g5.dtype)
+    dxp = torch.zeros((B, channels, H + kh - 1, W + kw - 1), dtype=dtype, device=g5.device)
+    win = windows(dxp, kh, kw)                                  # (B, C, kh, kw, H, W), writable
+    win_taps = taps(win, 2)
+    for n in range(N):
+        g = g5[:, n]                                            # (B, Co, H, W)
+        for f_t, dst in zip(taps(f7[:, n], 2), win_taps):       # f_t (B, Cf, H, W)
+            dst.addcmul_(f_t, g)
+    return unpad(dxp, kh, kw).to(g5.dtype)
+
+
+class _Bilinear(torch.autograd.Function):
+    """One of the three faces of the bilinear map ``<dout, forward(x, f)>``.
+
+    ``forward(x, f) -> out``, ``grad_input(f, dout) -> dx`` and ``grad_filters(x, dout) -> df``;
+    the gradient of each face is built from the other two, so any order of derivative works.
+    """
+
+    @staticmethod
+    def forward(ctx, face: str, a: Tensor, b: Tensor, shared: bool, kh: int, kw: int,
+                channels: int) -> Tensor:
+        ctx.geometry = (face, shared, kh, kw, channels)
+        ctx.save_for_backward(a, b)
+        if face == "forward":
+            return _forward(a, b)
+        if face == "grad_input":
+            return _grad_input(a, b, channels)
+        return _grad_filters(a, b, shared, kh, kw)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        face, shared, kh, kw, channels = ctx.geometry
+        a, b = ctx.saved_tensors
+        geometry = (shared, kh, kw, channels)
+        need_a, need_b = ctx.needs_input_grad[1:3]
+        da = db = None
+        if face == "forward":                       # a = x, b = f, grad = dout
+            da = _Bilinear.apply("grad_input", b, grad, *geometry) if need_a else None
+            db = _Bilinear.apply("grad_filters", a, grad, *geometry) if need_b else None
+        elif face == "grad_input":                  # a = f, b = dout, grad = d(dx)
+            da = _Bilinear.apply("grad_filters", grad, b, *geometry) if need_a else None
+            db = _Bilinear.apply("forward", grad, a, *geometry) if need_b else None
+        else:                                       # a = x, b = dout, grad = d(df)
+            da = _Bilinear.apply("grad_input", grad, b, *geometry) if need_a else None
+            db = _Bilinear.apply("forward", a, grad, *geometry) if need_b else None
+        return None, da, db, None, None, None, None
+
+
+def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor]) -> bool:
+    """Validate shapes; return True for the shared form. Raises one ``ValueError`` naming the fix."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    B, C, H, W = x.shape
+    T = kh * kw
+    shared_shape, general_shape = (B, T, H, W), (B, "n", C, T, H, W)
+    expected = (f"filters must be (B, kh*kw, H, W) = {shared_shape} (shared across channels) "
+                f"or (B, n, C, kh*kw, H, W) = {general_shape} for kernel_size ({kh}, {kw}) "
+                f"and x of shape {tuple(x.shape)}")
+    if filters.ndim == 4:
+        shared = True
+        ok = tuple(filters.shape) == shared_shape
+    elif filters.ndim == 6:
+        shared = False
+        ok = (filters.shape[0] == B and tuple(filters.shape[2:]) == general_shape[2:])
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(f"{expected}; got {tuple(filters.shape)}")
+    if bias is not None and (bias.ndim != 4 or bias.shape[0] != B or bias.shape[1] not in (1, C)
+                             or tuple(bias.shape[2:]) != (H, W)):
+        raise ValueError(f"bias must be (B, 1 or C, H, W) = ({B}, 1 or {C}, {H}, {W}), "
+                         f"got {tuple(bias.shape)}")
+    for name, t in (("x", x), ("filters", filters), ("bias", bias)):
+        if t is not None and not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; move both to one device")
+    return shared
+
+
+def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
+                         softmax: bool = False, bias: Optional[Tensor] = None) -> Tensor:
+    """Filter every pixel of ``x`` with its own generated filter.
+
+    Args:
+        x: input ``(B, C, H, W)``.
+        filters: ``(B, kh*kw, H, W)``, one filter per pixel shared by all channels, or
+            ``(B, n, C, kh*kw, H, W)``, ``n`` filters per pixel that sum over the channels.
+        kernel_size: ``k`` for ``k x k`` or ``(kh, kw)``, e.g. ``(1, 13)`` for horizontal filters.
+        softmax: treat ``filters`` as logits and normalise each filter over its taps first.
+        bias: dynamic per-pixel bias ``(B, 1 or C, H, W)`` added to ``x`` before filtering.
+    Returns:
+        ``(B, C, H, W)`` for shared filters, ``(B, n, H, W)`` for the general form; the dtype of
+        ``x`` and ``filters`` promoted together.
+    """
+    kh, kw = kernel_hw(kernel_size)
+    shared = _check(x, filters, kh, kw, bias)
+    dtype = torch.promote_types(x.dtype, filters.dtype)
+    if bias is not None:
+        dtype = torch.promote_types(dtype, bias.dtype)
+        x = x + bias
+    x, filters = x.to(dtype), filters.to(dtype)
+    tap_dim = 1 if shared else 3
+    if softmax:
+        filters = torch.softmax(filters, dim=tap_dim)
+    f7 = filters.unflatten(tap_dim, (kh, kw))
+    f7 = f7[:, None, None] if shared else f7                    # (B, N, Cf, kh, kw, H, W)
+    out = _Bilinear.apply("forward", x, f7, shared, kh, kw, x.shape[1])
+    return out[:, 0] if shared else out[:, :, 0]

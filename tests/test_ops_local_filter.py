@@ -1,0 +1,163 @@
+"""dynamic_local_filter against the unfold oracle, gradients, precision, memory and errors."""
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+from dfn.ops import dynamic_local_filter, local_filter_reference
+
+KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4), (2, 5)]
+f64 = torch.float64
+
+
+def make(B, C, H, W, kernel, n=None, dtype=f64, requires_grad=False):
+    T = kernel[0] * kernel[1]
+    x = torch.randn(B, C, H, W, dtype=dtype)
+    shape = (B, T, H, W) if n is None else (B, n, C, T, H, W)
+    f = torch.randn(shape, dtype=dtype)
+    return x.requires_grad_(requires_grad), f.requires_grad_(requires_grad)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("C,n", [(1, None), (3, None), (1, 2), (3, 2)])
+@pytest.mark.parametrize("softmax", [False, True])
+def test_matches_unfold_reference(kernel, C, n, softmax):
+    x, f = make(2, C, 12, 10, kernel, n)
+    bias = torch.randn(2, C, 12, 10, dtype=f64)
+    ours = dynamic_local_filter(x, f, kernel, softmax=softmax, bias=bias)
+    ref = local_filter_reference(x, f, kernel, softmax=softmax, bias=bias)
+    assert ours.shape == ((2, C, 12, 10) if n is None else (2, n, 12, 10))
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [(4, 4), (3, 2), (9, 9)])
+def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel):
+    """A one-hot filter at tap (u, v) reads pixel (y + u - kh//2, x + v - kw//2), zero outside."""
+    kh, kw = kernel
+    x = torch.arange(2 * 8 * 7, dtype=f64).view(1, 2, 8, 7)
+    for u, v in [(0, 0), (kh // 2, kw // 2), (kh - 1, kw - 1)]:
+        f = torch.zeros(1, kh * kw, 8, 7, dtype=f64)
+        f[:, u * kw + v] = 1
+        dy, dx = u - kh // 2, v - kw // 2
+        expected = torch.zeros_like(x)
+        ys, xs = slice(max(0, -dy), 8 - max(0, dy)), slice(max(0, -dx), 7 - max(0, dx))
+        expected[..., ys, xs] = x[..., max(0, dy):8 + min(0, dy), max(0, dx):7 + min(0, dx)]
+        assert torch.equal(dynamic_local_filter(x, f, kernel), expected), (u, v)
+
+
+def test_softmax_filters_preserve_a_constant_image_away_from_borders():
+    x = torch.full((2, 3, 16, 16), 0.7, dtype=f64)
+    out = dynamic_local_filter(x, torch.randn(2, 81, 16, 16, dtype=f64), 9, softmax=True)
+    torch.testing.assert_close(out[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4])
+    assert (out[..., 0, 0] < 0.7).all()                         # zero padding at the corner
+
+
+GRAD_CASES = [  # (kernel, B, C, H, W, n, softmax, bias_channels)
+    ((3, 3), 2, 1, 5, 6, None, False, 0),
+    ((4, 4), 1, 2, 5, 4, None, True, 1),            # even kernel, batch 1
+    ((1, 5), 2, 3, 4, 6, None, False, 3),           # horizontal, per-channel bias
+    ((5, 1), 1, 1, 6, 3, None, True, 0),            # vertical
+    ((2, 3), 1, 2, 4, 3, 2, False, 0),              # general form, non-square even
+    ((5, 5), 1, 1, 3, 4, 2, True, 1),               # kernel larger than the image: all borders
+]
+
+
+@pytest.mark.parametrize("kernel,B,C,H,W,n,softmax,bias_channels", GRAD_CASES)
+def test_gradcheck_float64(kernel, B, C, H, W, n, softmax, bias_channels):
+    x, f = make(B, C, H, W, kernel, n, requires_grad=True)
+    inputs = [x, f]
+    if bias_channels:
+        inputs.append(torch.randn(B, bias_channels, H, W, dtype=f64, requires_grad=True))
+
+    def op(x, f, *bias):
+        return dynamic_local_filter(x, f, kernel, softmax=softmax, bias=bias[0] if bias else None)
+
+    assert gradcheck(op, inputs)
+    assert gradgradcheck(op, inputs)
+
+
+def test_gradcheck_non_contiguous_inputs():
+    """x transposed in memory, filters a channel slice of a larger generator output."""
+    x = torch.randn(2, 3, 7, 6, dtype=f64).transpose(-1, -2).requires_grad_()   # (2, 3, 6, 7)
+    theta = torch.randn(2, 7, 6, 9 + 2, dtype=f64).permute(0, 3, 2, 1)           # (2, 11, 6, 7)
+    f = theta[:, 1:10].requires_grad_()
+    assert not x.is_contiguous() and not f.is_contiguous()
+    assert gradcheck(lambda x, f: dynamic_local_filter(x, f, 3), (x, f))
+    ref = local_filter_reference(x, f, 3)
+    torch.testing.assert_close(dynamic_local_filter(x, f, 3), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n", [None, 2])
+def test_half_precision_accumulates_in_float32(dtype, n):
+    """Output error stays within about one rounding of the output (an accumulation in bf16/fp16
+    over 81 taps would drift several units in the last place)."""
+    x, f = make(2, 3, 16, 16, (9, 9), n, dtype=dtype, requires_grad=True)
+    f.data.mul_(0.1)
+    out = dynamic_local_filter(x, f, 9)
+    assert out.dtype == dtype
+    x64, f64_ = x.detach().double().requires_grad_(), f.detach().double().requires_grad_()
+    ref = local_filter_reference(x64, f64_, 9)
+    eps = torch.finfo(dtype).eps
+    err = (out.double() - ref).abs()
+    assert (err <= eps * ref.abs() + eps * 1e-2 * ref.abs().max()).all(), err.max()
+    g = torch.randn_like(ref)
+    out.backward(g.to(dtype))
+    ref.backward(g.to(dtype).double())
+    for ours, exact in ((x.grad, x64.grad), (f.grad, f64_.grad)):
+        assert ours.dtype == dtype
+        tol = eps * exact.abs() + eps * 1e-2 * exact.abs().max()
+        assert ((ours.double() - exact).abs() <= tol).all()
+
+
+def test_mixed_dtypes_promote():
+    x = torch.randn(1, 1, 5, 5, dtype=torch.bfloat16)
+    f = torch.randn(1, 9, 5, 5)
+    assert dynamic_local_filter(x, f, 3).dtype == torch.float32
+
+
+def saved_bytes(fn) -> int:
+    """Bytes that autograd keeps for backward while ``fn()`` builds its graph (storages counted once)."""
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_saves_only_input_and_filters(softmax):
+    x, f = make(2, 3, 16, 16, (9, 9), dtype=torch.float32, requires_grad=True)
+    saved = saved_bytes(lambda: dynamic_local_filter(x, f, 9, softmax=softmax))
+    assert saved <= x.nbytes + f.nbytes
+    unfold_saved = saved_bytes(lambda: local_filter_reference(x, f, 9, softmax=softmax))
+    assert unfold_saved > 3 * x.nbytes + f.nbytes               # the buffer we avoid
+
+
+@pytest.mark.parametrize("x_shape,f_shape,kernel,match", [
+    ((2, 1, 8, 8), (2, 80, 8, 8), 9, r"\(B, kh\*kw, H, W\) = \(2, 81, 8, 8\)"),
+    ((2, 1, 8, 8), (2, 13, 8, 8), (3, 3), r"kernel_size \(3, 3\)"),
+    ((2, 1, 8, 8), (2, 9, 8, 7), 3, r"got \(2, 9, 8, 7\)"),
+    ((2, 1, 8, 8), (1, 9, 8, 8), 3, r"\(2, 9, 8, 8\)"),
+    ((2, 3, 8, 8), (2, 2, 1, 9, 8, 8), 3, r"\(B, n, C, kh\*kw, H, W\) = \(2, 'n', 3, 9, 8, 8\)"),
+    ((2, 8, 8), (2, 9, 8, 8), 3, r"x must be \(B, C, H, W\)"),
+    ((2, 1, 8, 8), (2, 9, 64), 3, r"got \(2, 9, 64\)"),
+])
+def test_wrong_shapes_raise_one_clear_error(x_shape, f_shape, kernel, match):
+    with pytest.raises(ValueError, match=match):
+        dynamic_local_filter(torch.randn(x_shape), torch.randn(f_shape), kernel)
+
+
+def test_bad_bias_and_kernel_size_raise():
+    x, f = torch.randn(2, 3, 8, 8), torch.randn(2, 9, 8, 8)
+    with pytest.raises(ValueError, match=r"bias must be \(B, 1 or C, H, W\)"):
+        dynamic_local_filter(x, f, 3, bias=torch.randn(2, 2, 8, 8))
+    with pytest.raises(ValueError, match="kernel_size must be positive"):
+        dynamic_local_filter(x, f, (0, 3))
+    with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
+        dynamic_local_filter(x, f, 3.0)
+    with pytest.raises(ValueError, match="floating-point"):
+        dynamic_local_filter(x.long(), f, 3)
