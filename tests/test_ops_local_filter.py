@@ -3,10 +3,18 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from dfn.ops import dynamic_local_filter, local_filter_reference
+from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
+from dfn.profiling import saved_tensor_bytes
 
 KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4), (2, 5)]
 f64 = torch.float64
+
+
+@pytest.fixture(params=["fused", "portable"])
+def path(request):
+    """Run a test on the fused C kernel and on the pure-PyTorch path."""
+    with cpu_kernel.fused(request.param == "fused"):
+        yield request.param
 
 
 def make(B, C, H, W, kernel, n=None, dtype=f64, requires_grad=False):
@@ -20,7 +28,7 @@ def make(B, C, H, W, kernel, n=None, dtype=f64, requires_grad=False):
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("C,n", [(1, None), (3, None), (1, 2), (3, 2)])
 @pytest.mark.parametrize("softmax", [False, True])
-def test_matches_unfold_reference(kernel, C, n, softmax):
+def test_matches_unfold_reference(kernel, C, n, softmax, path):
     x, f = make(2, C, 12, 10, kernel, n)
     bias = torch.randn(2, C, 12, 10, dtype=f64)
     ours = dynamic_local_filter(x, f, kernel, softmax=softmax, bias=bias)
@@ -30,7 +38,7 @@ def test_matches_unfold_reference(kernel, C, n, softmax):
 
 
 @pytest.mark.parametrize("kernel", [(4, 4), (3, 2), (9, 9)])
-def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel):
+def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel, path):
     """A one-hot filter at tap (u, v) reads pixel (y + u - kh//2, x + v - kw//2), zero outside."""
     kh, kw = kernel
     x = torch.arange(2 * 8 * 7, dtype=f64).view(1, 2, 8, 7)
@@ -62,7 +70,7 @@ GRAD_CASES = [  # (kernel, B, C, H, W, n, softmax, bias_channels)
 
 
 @pytest.mark.parametrize("kernel,B,C,H,W,n,softmax,bias_channels", GRAD_CASES)
-def test_gradcheck_float64(kernel, B, C, H, W, n, softmax, bias_channels):
+def test_gradcheck_float64(kernel, B, C, H, W, n, softmax, bias_channels, path):
     x, f = make(B, C, H, W, kernel, n, requires_grad=True)
     inputs = [x, f]
     if bias_channels:
@@ -75,7 +83,7 @@ def test_gradcheck_float64(kernel, B, C, H, W, n, softmax, bias_channels):
     assert gradgradcheck(op, inputs)
 
 
-def test_gradcheck_non_contiguous_inputs():
+def test_gradcheck_non_contiguous_inputs(path):
     """x transposed in memory, filters a channel slice of a larger generator output."""
     x = torch.randn(2, 3, 7, 6, dtype=f64).transpose(-1, -2).requires_grad_()   # (2, 3, 6, 7)
     theta = torch.randn(2, 7, 6, 9 + 2, dtype=f64).permute(0, 3, 2, 1)           # (2, 11, 6, 7)
@@ -115,25 +123,12 @@ def test_mixed_dtypes_promote():
     assert dynamic_local_filter(x, f, 3).dtype == torch.float32
 
 
-def saved_bytes(fn) -> int:
-    """Bytes that autograd keeps for backward while ``fn()`` builds its graph (storages counted once)."""
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("softmax", [False, True])
-def test_saves_only_input_and_filters(softmax):
+def test_saves_only_input_and_filters(softmax, path):
     x, f = make(2, 3, 16, 16, (9, 9), dtype=torch.float32, requires_grad=True)
-    saved = saved_bytes(lambda: dynamic_local_filter(x, f, 9, softmax=softmax))
+    saved = saved_tensor_bytes(lambda: dynamic_local_filter(x, f, 9, softmax=softmax))
     assert saved <= x.nbytes + f.nbytes
-    unfold_saved = saved_bytes(lambda: local_filter_reference(x, f, 9, softmax=softmax))
+    unfold_saved = saved_tensor_bytes(lambda: local_filter_reference(x, f, 9, softmax=softmax))
     assert unfold_saved > 3 * x.nbytes + f.nbytes               # the buffer we avoid
 
 

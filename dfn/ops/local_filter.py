@@ -30,6 +30,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from dfn.ops import cpu_kernel
 from dfn.ops.geometry import (KernelSize, accumulation_dtype, kernel_hw, pad, taps, unpad,
                               windows)
 
@@ -37,12 +38,16 @@ from dfn.ops.geometry import (KernelSize, accumulation_dtype, kernel_hw, pad, ta
 #   x (B, C, H, W); filters f7 (B, N, Cf, kh, kw, H, W); out / dout g5 (B, N, Co, H, W)
 #   shared form: N = 1, Cf = 1, Co = C    general form: N = n, Cf = C, Co = 1
 # Cf and Co are always {1, C} in some order, so `f * g` broadcasts to (B, C, H, W).
+# One filter for all channels (N = Cf = 1) on float32/64 CPU tensors runs the fused C kernels of
+# `cpu_kernel`; the loops below are the portable path and compute the same values.
 
 
 def _forward(x: Tensor, f7: Tensor) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
     C = x.shape[1]
+    if N == Cf == 1 and cpu_kernel.usable(x, f7):
+        return cpu_kernel.forward(x, f7.reshape(B, kh * kw, H, W), kh, kw)[:, None]
     out = torch.zeros((B, N, C if Cf == 1 else 1, H, W), dtype=accumulation_dtype(x.dtype),
                       device=x.device)
     win = windows(pad(x, kh, kw), kh, kw)[:, None]              # (B, 1, C, kh, kw, H, W)
@@ -63,6 +68,8 @@ def _grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tens
     B, N, Co, H, W = g5.shape
     C = x.shape[1]
     Cf = 1 if shared else C
+    if N == Cf == 1 and cpu_kernel.usable(x, g5):
+        return cpu_kernel.grad_filters(x, g5[:, 0], kh, kw).view(B, 1, 1, kh, kw, H, W)
     df = torch.empty((B, N, Cf, kh, kw, H, W), dtype=x.dtype, device=x.device)
     win = windows(pad(x, kh, kw), kh, kw)                       # (B, C, kh, kw, H, W)
     exact = accumulation_dtype(x.dtype) == x.dtype
@@ -91,6 +98,8 @@ def _grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
     Accumulated window by window into a zero-padded buffer whose interior is ``dx``.
     """
     B, N, Cf, kh, kw, H, W = f7.shape
+    if N == Cf == 1 and cpu_kernel.usable(f7, g5):
+        return cpu_kernel.grad_input(f7.reshape(B, kh * kw, H, W), g5[:, 0], kh, kw)
     dtype = accumulation_dtype(g5.dtype)
     dxp = torch.zeros((B, channels, H + kh - 1, W + kw - 1), dtype=dtype, device=g5.device)
     win = windows(dxp, kh, kw)                                  # (B, C, kh, kw, H, W), writable

@@ -1,0 +1,88 @@
+"""Speed and memory of dynamic local filtering: our op against the unfold reference, in one run.
+
+Prints JSON. For each (C, kernel): forward and forward+backward median times, bytes autograd saves
+for backward, and the op's bandwidth lower bound (bytes it must read and write / measured copy
+bandwidth) with each implementation's ratio to it.
+
+    python benchmarks/ops.py                      # B=16, 64x64, C in {1, 3}, 9x9 / 11x11 / 13x1
+    python benchmarks/ops.py --compile            # also torch.compile'd variants (slow to compile)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from typing import Callable
+
+import torch
+
+from dfn.ops import dynamic_local_filter, local_filter_reference
+from dfn.profiling import copy_bandwidth, median_seconds, saved_tensor_bytes
+
+Op = Callable[..., torch.Tensor]
+
+
+def bound_bytes(x: torch.Tensor, f: torch.Tensor) -> dict[str, int]:
+    """Bytes any implementation must move: forward reads x, f and writes out; backward reads
+    dout, x, f and writes dx, df (out, dout, dx have x's size for shared filters)."""
+    return {"forward": 2 * x.nbytes + f.nbytes, "forward_backward": 5 * x.nbytes + 3 * f.nbytes}
+
+
+def measure(op: Op, x: torch.Tensor, f: torch.Tensor, kernel: tuple[int, int], repeats: int) -> dict:
+    x, f = x.detach().requires_grad_(), f.detach().requires_grad_()
+    dout = torch.randn_like(x)
+
+    def forward():
+        with torch.no_grad():
+            op(x, f, kernel)
+
+    def forward_backward():
+        torch.autograd.grad(op(x, f, kernel), (x, f), dout)
+
+    return {"forward_ms": 1e3 * median_seconds(forward, repeats),
+            "forward_backward_ms": 1e3 * median_seconds(forward_backward, repeats),
+            "saved_for_backward_bytes": saved_tensor_bytes(lambda: op(x, f, kernel))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    implementations: dict[str, Op] = {"unfold_reference": local_filter_reference,
+                                      "ours_eager": dynamic_local_filter}
+    if args.compile:
+        implementations["unfold_reference_compiled"] = torch.compile(local_filter_reference, dynamic=False)
+        implementations["ours_compiled"] = torch.compile(dynamic_local_filter, dynamic=False)
+
+    bandwidth = copy_bandwidth()
+    report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "copy_bandwidth_GBps": bandwidth / 1e9},
+              "dtype": "float32", "batch": args.batch, "height": args.size, "width": args.size,
+              "repeats": args.repeats, "statistic": "median", "cases": []}
+    for channels in (1, 3):
+        for kernel in ((9, 9), (11, 11), (13, 1)):
+            x = torch.randn(args.batch, channels, args.size, args.size)
+            f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size)
+            bound = {k: v / bandwidth * 1e3 for k, v in bound_bytes(x, f).items()}
+            case = {"channels": channels, "kernel": list(kernel),
+                    "input_plus_filter_bytes": x.nbytes + f.nbytes,
+                    "bound_ms": {"forward": bound["forward"], "forward_backward": bound["forward_backward"]}}
+            for name, op in implementations.items():
+                result = measure(op, x, f, kernel, args.repeats)
+                result["forward_backward_over_bound"] = result["forward_backward_ms"] / bound["forward_backward"]
+                case[name] = result
+            ref_ms = case["unfold_reference"]["forward_backward_ms"]
+            case["speedup_forward_backward_vs_unfold"] = {
+                name: ref_ms / case[name]["forward_backward_ms"] for name in implementations}
+            report["cases"].append(case)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
