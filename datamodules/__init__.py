@@ -1,1 +1,4 @@
-"""LightningDataModules of the dfn experiments (bouncing MNIST, highway/stereo HDF5, steerable)."""
+"""LightningDataModules of the dfn experiments (steerable; bouncing MNIST, highway/stereo HDF5 to come)."""
+from datamodules.steerable import SteerableDataModule
+
+__all__ = ["SteerableDataModule"]

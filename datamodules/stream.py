@@ -1,0 +1,75 @@
+"""Reproducible, resumable streams of on-the-fly training batches.
+
+Every training batch is a pure function of ``(seed, rank, index)``: batch ``index`` of the stream
+of rank ``rank`` is drawn with a ``torch.Generator`` seeded from those three numbers. So
+
+* a run is reproducible from its seed (the global seed of ``seed_everything`` by default),
+* DDP ranks draw different data (the rank is part of the seed),
+* DataLoader workers draw nothing of their own: the sampler hands each worker batch indices and
+  the worker regenerates exactly those batches, so the number of workers does not change the data,
+* a resumed run continues the stream where it stopped: the sampler starts each epoch at the
+  trainer's position (``global_step x accumulate_grad_batches`` batches already consumed), so
+  ``N`` steps + resume + ``N`` steps sees the same batches as ``2N`` steps straight.
+
+An epoch is ``batches_per_epoch`` consecutive stream indices; the epoch of a batch is
+``index // batches_per_epoch``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+Batch = dict[str, torch.Tensor]
+
+
+def batch_generator(seed: int, rank: int, index: int) -> torch.Generator:
+    """A generator seeded from ``(seed, rank, index)`` through numpy's ``SeedSequence`` hashing."""
+    state = np.random.SeedSequence([seed, rank, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class SeededBatches(Dataset):
+    """``dataset[index]`` is the whole batch ``make_batch(generator)`` for stream position ``index``."""
+
+    def __init__(self, make_batch: Callable[[torch.Generator], Batch], seed: int, rank: int = 0) -> None:
+        self.make_batch, self.seed, self.rank = make_batch, seed, rank
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.make_batch(batch_generator(self.seed, self.rank, index))
+
+
+class ResumableEpochSampler(Sampler[int]):
+    """Yields the stream indices from ``position()`` to the end of the current epoch.
+
+    ``position`` is read when an epoch starts (in the main process), so the sampler follows the
+    trainer through epochs and across a resume from a checkpoint.
+    """
+
+    def __init__(self, position: Callable[[], int], batches_per_epoch: int) -> None:
+        if batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
+        self.position, self.batches_per_epoch = position, batches_per_epoch
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.position()
+        return iter(range(start, (start // self.batches_per_epoch + 1) * self.batches_per_epoch))
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+
+class StreamLoader(DataLoader):
+    """A DataLoader that tells Lightning it resumes mid-epoch correctly (it is "stateful").
+
+    Its position lives in the trainer (see :class:`ResumableEpochSampler`), which Lightning
+    restores from the checkpoint, so there is no state of its own to save.
+    """
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass

@@ -1,0 +1,164 @@
+"""``python -m dfn fit|validate|test|predict --config configs/X.yaml``: LightningCLI for every experiment.
+
+What it adds to LightningCLI:
+
+* ``--run_dir`` (config value): one folder per run holding ``config.yaml``, ``checkpoints/``
+  (``last.ckpt`` and the best by ``--checkpoint.monitor``), ``wandb/`` and ``figures/``.
+* Weights & Biases by default, offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set.
+* ``fit --ckpt_path last`` (or a path) resumes the run exactly and continues its W&B run; a fresh
+  ``fit`` refuses a run directory that already holds checkpoints instead of overwriting them.
+* YAML in omegaconf mode (``${...}`` interpolation), so configs can refer to their own values.
+* Clear errors: bad values and mismatched checkpoints are reported in one line naming the fix.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
+
+from dfn.callbacks import RunConfigSaver, WandbRunId
+from dfn.models.base import CheckpointMismatch, ConfigError, DFNModule
+
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+
+
+def default_wandb_mode() -> None:
+    """W&B stays offline unless the user asked for something else (a mode or an API key)."""
+    if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
+        os.environ["WANDB_MODE"] = "offline"
+
+
+class DfnCLI(LightningCLI):
+    """LightningCLI with dfn's run directory, W&B defaults, checkpointing and resume."""
+
+    def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=DFNModule, subclass_mode_model=True,
+            datamodule_class=LightningDataModule, subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            parser_kwargs={"parser_mode": "omegaconf", "prog": "python -m dfn"},
+            trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "dfn"}},
+                              "max_epochs": -1,
+                              "callbacks": [WandbRunId()]},
+            auto_configure_optimizers=False, args=args, run=run)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--run_dir", type=str, default="runs/default",
+                            help="Folder of this run: config.yaml, checkpoints/, wandb/, figures/.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "step{step:07d}",
+                             "checkpoint.auto_insert_metric_name": False})
+        parser.link_arguments("run_dir", "checkpoint.dirpath", compute_fn=lambda d: str(Path(d) / "checkpoints"))
+        parser.link_arguments("run_dir", "trainer.default_root_dir")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        run_dir = Path(config.run_dir)
+        logger = config.trainer.logger
+        if isinstance(logger, Namespace) and logger.class_path == WANDB_LOGGER:
+            if logger.init_args.get("save_dir") in (None, "."):
+                logger.init_args.save_dir = str(run_dir)
+            if logger.init_args.get("name") is None:
+                logger.init_args.name = run_dir.name
+        if self.subcommand == "fit":
+            self._check_fresh_or_resuming(config, run_dir / "checkpoints")
+
+    @staticmethod
+    def _check_fresh_or_resuming(config: Namespace, checkpoint_dir: Path) -> None:
+        existing = sorted(checkpoint_dir.glob("*.ckpt")) if checkpoint_dir.is_dir() else []
+        if config.ckpt_path is None and existing:
+            raise ConfigError(
+                f"run_dir {checkpoint_dir.parent} already holds checkpoints of an earlier run "
+                f"({existing[0].name}, ...). Resume it with --ckpt_path last, or start a new run "
+                "with another --run_dir; nothing was overwritten.")
+        if config.ckpt_path == "last" and not (checkpoint_dir / "last.ckpt").is_file():
+            raise ConfigError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'} to "
+                              "resume from. Run fit without --ckpt_path first, or pass a checkpoint file.")
+
+    def _parse_ckpt_path(self) -> None:
+        """Replaces LightningCLI's: a checkpoint never silently swaps the configured model for the
+        one that wrote it; a checkpoint of another model class is refused with a clear error."""
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not ckpt_path or ckpt_path in ("last", "best"):
+            return
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"--ckpt_path {ckpt_path}: no such file. Pass an existing .ckpt "
+                              "(e.g. <run_dir>/checkpoints/last.ckpt) or 'last'.")
+        written = _read_checkpoint(path).get("dfn_model", {}).get("model")
+        configured = self.config[self.config.subcommand].model.class_path.rsplit(".", 1)[-1]
+        if written is not None and written != configured:
+            raise CheckpointMismatch(
+                f"checkpoint {path} was written by {written}, but the config builds {configured}. "
+                "Use a checkpoint of this experiment, or the config it was trained with "
+                "(config.yaml in its run directory).")
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Runs the subcommand, then closes its W&B run (marked failed if the command raised), so
+        that the next command in the same process starts its own run."""
+        failed = True
+        try:
+            super()._run_subcommand(subcommand)
+            failed = False
+        finally:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                    logger.experiment.finish(exit_code=1 if failed else 0)
+
+    def before_fit(self) -> None:
+        """On resume, point the W&B logger at the run id stored in the checkpoint."""
+        ckpt_path = self.config.fit.ckpt_path
+        if ckpt_path is None:
+            return
+        path = Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+        run_id = _read_checkpoint(path).get("wandb_run_id") if path.is_file() else None
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and run_id is not None:
+                # the experiment is created lazily: setting the id before first use resumes it
+                logger._wandb_init.update(id=run_id, resume="allow")
+                logger._id = run_id
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: name it
+        raise CheckpointMismatch(f"cannot read checkpoint {path}: {error}. Pass a .ckpt written by "
+                                 "`python -m dfn fit`.") from error
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Entry point of ``python -m dfn``: runs the CLI; configuration mistakes exit with status 2
+    and one line ``dfn: error: ...`` instead of a traceback."""
+    default_wandb_mode()
+    try:
+        DfnCLI(args=args)
+    except Exception as error:
+        cause = _user_error(error)
+        if cause is None:
+            raise
+        print(f"dfn: error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+USER_ERRORS = (ConfigError, CheckpointMismatch, FileExistsError)
+
+
+def _user_error(error: BaseException) -> Optional[BaseException]:
+    """The configuration mistake behind ``error`` (jsonargparse wraps those raised while it
+    instantiates classes), or ``None`` for anything else, which keeps its traceback."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, USER_ERRORS):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -1,0 +1,90 @@
+"""What every dfn LightningModule shares: injected optimizer / scheduler, and checkpoint identity.
+
+Subclasses take ``net: nn.Module`` plus their science arguments, call
+``super().__init__(optimizer, scheduler)`` and ``self.save_hyperparameters(ignore=["net"])``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and the fix."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint written by a different model than the one configured."""
+
+
+def adam(params: Iterable[nn.Parameter]) -> Optimizer:
+    """The default optimizer: Adam, learning rate 1e-3 (as the paper's released code)."""
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class DFNModule(LightningModule):
+    """Base LightningModule.
+
+    Args:
+        optimizer: ``params -> Optimizer`` (LightningCLI: ``class_path: torch.optim.Adam``).
+        scheduler: ``optimizer -> LRScheduler``, stepped every ``scheduler_interval``.
+        scheduler_interval: ``"step"`` or ``"epoch"``.
+    """
+
+    def __init__(self, optimizer: OptimizerFactory = adam, scheduler: Optional[SchedulerFactory] = None,
+                 scheduler_interval: str = "step") -> None:
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ConfigError(f"model.scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+
+    def check_optimizer(self) -> None:
+        """Build the optimizer once on this model's parameters, so bad values fail at start-up."""
+        try:
+            optimizer = self.optimizer_factory(self.parameters())
+            if self.scheduler_factory is not None:
+                self.scheduler_factory(optimizer)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"model.optimizer / model.scheduler: {error}. Fix the value in the "
+                              "config (e.g. a positive learning rate: --model.init_args.optimizer.init_args.lr 1e-3)"
+                              ) from error
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def _identity(self) -> dict[str, Any]:
+        return {"model": type(self).__qualname__,
+                "parameters": {k: tuple(v.shape) for k, v in self.state_dict().items()}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dfn_model"] = self._identity()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model with one clear error instead of a key dump."""
+        written, ours = checkpoint.get("dfn_model"), self._identity()
+        if written is None:
+            written = {"model": "unknown (not written by dfn)",
+                       "parameters": {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}}
+        if written == ours:
+            return
+        differences = sorted(set(written["parameters"].items()) ^ set(ours["parameters"].items()))
+        raise CheckpointMismatch(
+            f"checkpoint was written by {written['model']} and does not fit the configured "
+            f"{ours['model']} ({len(differences)} parameter names/shapes differ, e.g. "
+            f"{differences[:3]}). Use a checkpoint of this experiment, or the config it was "
+            "trained with (saved as config.yaml in its run directory)."
+        )

@@ -1,0 +1,4 @@
+"""Filter-generating networks. Each exposes ``out_channels`` so a model can check it against its layer."""
+from dfn.nets.mlp import PixelMLP
+
+__all__ = ["PixelMLP"]

@@ -1,0 +1,123 @@
+"""`python -m dfn` on the steerable experiment: fit, resume, predict, and clear errors."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfn.cli import DfnCLI, main
+from helpers import LossRecorder
+
+CONFIG = "configs/steerable.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data.init_args.image_size", "8", "--data.init_args.batch_size", "4",
+        "--data.init_args.val_angles", "4", "--data.init_args.val_images_per_angle", "1",
+        "--data.init_args.batches_per_epoch", "4", "--model.init_args.net.init_args.hidden", "[8]",
+        "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def fit(run_dir: Path, steps: int, *extra: str) -> DfnCLI:
+    return DfnCLI(args=["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(run_dir),
+                        "--trainer.max_steps", str(steps), *TINY, *extra])
+
+
+def test_fit_writes_config_checkpoints_and_figures(tmp_path):
+    fit(tmp_path / "run", 4)
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (run / "figures").glob("*.png")) == [
+        "steerable_step0000002.png", "steerable_step0000004.png"]
+    saved = (run / "config.yaml").read_text()
+    assert "SteerableFilterModel" in saved and "max_steps: 4" in saved
+
+
+def recorded(cli: DfnCLI) -> list:
+    return next(c for c in cli.trainer.callbacks if isinstance(c, LossRecorder)).records
+
+
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
+    """6 steps, resume for 6 more (mid-epoch: 4 batches an epoch) == 12 straight: same data,
+    same learning-rate schedule (halved every 3 steps), same losses and weights, bit for bit."""
+    extra = ["--trainer.callbacks+=helpers.LossRecorder",
+             "--model.init_args.scheduler.init_args.step_size", "3"]
+    straight = recorded(fit(tmp_path / "straight", 12, *extra))
+    first = recorded(fit(tmp_path / "resumed", 6, *extra))
+    second = recorded(fit(tmp_path / "resumed", 12, "--ckpt_path", "last", *extra))
+    assert [r[0] for r in first + second] == list(range(1, 13))
+    assert first + second == straight                   # (step, loss, lr), exact floats
+    assert len({r[2] for r in straight}) == 5           # the schedule halved the lr 4 times
+    weights = [torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for d in ("straight", "resumed")]
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
+
+
+def test_fresh_fit_refuses_a_run_dir_with_checkpoints(tmp_path, capsys):
+    fit(tmp_path / "run", 2)
+    before = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY])
+    assert exit_info.value.code == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_predict_writes_pngs_and_refuses_to_overwrite(tmp_path, capsys):
+    fit(tmp_path / "run", 2)
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    args = ["predict", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY,
+            "--ckpt_path", ckpt]
+    DfnCLI(args=args)
+    pngs = sorted((tmp_path / "run" / "predictions").glob("*.png"))
+    assert [p.name for p in pngs][:2] == ["filter_000.00deg.png", "filter_045.00deg.png"]
+    assert len(pngs) == 6
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "already exist" in capsys.readouterr().err
+    DfnCLI(args=args + ["--trainer.callbacks.init_args.overwrite", "true"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model.init_args.no_such_key", "1"], "no_such_key"),
+    (["--model.init_args.optimizer.init_args.lr", "-0.1"], "Invalid learning rate: -0.1"),
+    (["--model.init_args.kernel_size", "7"], "kernel_size 7 needs 49 filter values"),
+])
+def test_bad_config_values_give_one_clear_error(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "r"), *TINY, *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(tmp_path / "nope.yaml")])
+    assert exit_info.value.code == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_checkpoint_of_a_different_model(tmp_path, capsys):
+    """Same class, another architecture (wider net): refused, naming both."""
+    fit(tmp_path / "run", 2)
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    with pytest.raises(SystemExit):
+        main(["validate", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "v"), *TINY,
+              "--model.init_args.net.init_args.hidden", "[16]", "--ckpt_path", ckpt])
+    err = capsys.readouterr().err
+    assert "does not fit the configured SteerableFilterModel" in err
+    with pytest.raises(SystemExit):
+        main(["validate", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "v2"), *TINY,
+              "--ckpt_path", str(tmp_path / "nope.ckpt")])
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_print_config_and_help():
+    out = subprocess.run([sys.executable, "-m", "dfn", "fit", "--config", CONFIG, "--print_config"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "class_path: dfn.models.SteerableFilterModel" in out and "run_dir: runs/steerable" in out
+    help_text = subprocess.run([sys.executable, "-m", "dfn", "fit", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+    assert "--run_dir" in help_text and "--ckpt_path" in help_text
