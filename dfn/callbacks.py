@@ -39,7 +39,7 @@ class RunConfigSaver(SaveConfigCallback):
             n = 0
             while os.path.exists(os.path.join(log_dir, self.config_filename)):
                 n += 1
-                self.config_filename = f"config.{stage}.{n}.yaml"
+                self.config_filename = f"config.{getattr(stage, 'value', stage)}.{n}.yaml"
         super().setup(trainer, pl_module, stage)
 
 

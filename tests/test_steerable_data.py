@@ -68,3 +68,13 @@ def test_held_out_angles_and_fixed_validation_set():
 def test_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SteerableDataModule(**kwargs)
+
+
+def test_worker_count_does_not_change_the_stream():
+    """Workers regenerate the batches the sampler hands them: 0 and 2 workers give the same data."""
+    data = SteerableDataModule(image_size=8, batch_size=3, batches_per_epoch=6, seed=11)
+    sampler = ResumableEpochSampler(lambda: 0, 6)
+    loaders = [torch.utils.data.DataLoader(SeededBatches(data._train_batch, 11), batch_size=None,
+                                           sampler=sampler, num_workers=n) for n in (0, 2)]
+    serial, parallel = ([b["image"] for b in loader] for loader in loaders)
+    assert len(serial) == 6 and all(torch.equal(a, b) for a, b in zip(serial, parallel))

@@ -1,0 +1,50 @@
+"""W&B tracking through real `python -m dfn` processes: offline by default, the resumed fit
+continues the same run, images are logged, and no wandb process outlives the command."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data.init_args.image_size", "8", "--data.init_args.batch_size", "4",
+        "--data.init_args.val_angles", "4", "--data.init_args.val_images_per_angle", "1",
+        "--data.init_args.batches_per_epoch", "4", "--model.init_args.net.init_args.hidden", "[8]",
+        "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "2",
+        "--trainer.enable_progress_bar", "false"]
+
+
+def wandb_pids() -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if "wandb" in line and "ps -eo" not in line}
+
+
+def dfn(*args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env["WANDB_SILENT"] = "true"
+    subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=env, check=True,
+                   capture_output=True, text=True, timeout=300)
+
+
+def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_path):
+    before = wandb_pids()
+    run = tmp_path / "run"
+    common = ["--config", "configs/steerable.yaml", "--run_dir", str(run), *TINY]
+    dfn("fit", *common, "--trainer.max_steps", "2")
+    first = list((run / "wandb").glob("offline-run-*"))
+    assert len(first) == 1, "expected one offline run (W&B must default to offline)"
+    run_id = first[0].name.rsplit("-", 1)[-1]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["wandb_run_id"] == run_id
+    assert list(first[0].glob("files/media/images/val/figure_*.png")), "Figure 4 image not logged"
+
+    dfn("fit", *common, "--trainer.max_steps", "4", "--ckpt_path", "last")
+    runs = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs)
+    assert (run / "config.yaml").is_file() and (run / "config.fit.1.yaml").is_file()
+
+    deadline = time.time() + 10
+    while wandb_pids() - before and time.time() < deadline:
+        time.sleep(0.5)
+    assert not wandb_pids() - before, "a wandb process outlived the command"
