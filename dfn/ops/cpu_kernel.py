@@ -123,14 +123,24 @@ def _filter_strides(f: Tensor) -> tuple[Tensor, int, int, int]:
     return f, f.stride(0), f.stride(1), f.stride(2)
 
 
+def _image_op(name: str, image: Tensor, f: Tensor, kh: int, kw: int) -> Tensor:
+    """The two kernels that map (image, shared filters) to an image: forward and grad_input."""
+    image = image.contiguous()
+    f, fsb, fst, fsh = _filter_strides(f)
+    B, C, H, W = image.shape
+    out = torch.empty_like(image)
+    _run(name, image.dtype, image, f, out, C, H, W, kh, kw, fsb, fst, fsh, B)
+    return out
+
+
 def forward(x: Tensor, f: Tensor, kh: int, kw: int) -> Tensor:
     """``x (B, C, H, W)``, shared ``f (B, kh*kw, H, W)`` -> ``(B, C, H, W)``."""
-    x = x.contiguous()
-    f, fsb, fst, fsh = _filter_strides(f)
-    B, C, H, W = x.shape
-    out = torch.empty_like(x)
-    _run("dlf_forward", x.dtype, x, f, out, C, H, W, kh, kw, fsb, fst, fsh, B)
-    return out
+    return _image_op("dlf_forward", x, f, kh, kw)
+
+
+def grad_input(f: Tensor, g: Tensor, kh: int, kw: int) -> Tensor:
+    """Shared ``f (B, kh*kw, H, W)``, ``g (B, C, H, W)`` -> ``dx (B, C, H, W)``."""
+    return _image_op("dlf_grad_input", g, f, kh, kw)
 
 
 def grad_filters(x: Tensor, g: Tensor, kh: int, kw: int) -> Tensor:
@@ -140,13 +150,3 @@ def grad_filters(x: Tensor, g: Tensor, kh: int, kw: int) -> Tensor:
     df = torch.empty((B, kh * kw, H, W), dtype=x.dtype)
     _run("dlf_grad_filters", x.dtype, x, g, df, C, H, W, kh, kw, B)
     return df
-
-
-def grad_input(f: Tensor, g: Tensor, kh: int, kw: int) -> Tensor:
-    """Shared ``f (B, kh*kw, H, W)``, ``g (B, C, H, W)`` -> ``dx (B, C, H, W)``."""
-    g = g.contiguous()
-    f, fsb, fst, fsh = _filter_strides(f)
-    B, C, H, W = g.shape
-    dx = torch.empty_like(g)
-    _run("dlf_grad_input", g.dtype, f, g, dx, C, H, W, kh, kw, fsb, fst, fsh, B)
-    return dx

@@ -90,7 +90,7 @@ int dlf_grad_filters_##SUFFIX(const T *x, const T *g, T *df, long C, long H, lon
 }                                                                                                 \
                                                                                                   \
 /* dxpad[b, c, y + u, : + v] += f[b, t, y, :] * g[b, c, y, :]; dx = interior of dxpad */        \
-int dlf_grad_input_##SUFFIX(const T *f, const T *g, T *dx, long C, long H, long W, long kh,     \
+int dlf_grad_input_##SUFFIX(const T *g, const T *f, T *dx, long C, long H, long W, long kh,     \
                             long kw, long fsb, long fst, long fsh, long B, int threads) {            \
     const long Hp = H + kh - 1, Wp = W + kw - 1;                                                  \
     int failed = 0;                                                                               \
