@@ -60,7 +60,7 @@ class DfnCLI(LightningCLI):
         parser.link_arguments("run_dir", "trainer.default_root_dir")
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.config[self.subcommand] if self.subcommand else self.config
         run_dir = Path(config.run_dir)
         logger = config.trainer.logger
         if isinstance(logger, Namespace) and logger.class_path == WANDB_LOGGER:
@@ -86,6 +86,8 @@ class DfnCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Replaces LightningCLI's: a checkpoint never silently swaps the configured model for the
         one that wrote it; a checkpoint of another model class is refused with a clear error."""
+        if not self.config.get("subcommand"):
+            return
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
         if not ckpt_path or ckpt_path in ("last", "best"):
             return

@@ -1,0 +1,101 @@
+"""Video prediction (paper section 4.2): observe ``frames_in`` frames, predict ``frames_out``.
+
+The predictor (:mod:`dfn.predictors`: the recurrent DFN, or a baseline) only predicts; this
+module owns the loss, the metrics (:mod:`dfn.metrics`) and what is logged, so that every method
+is measured the same way. Batch contract: ``{"frames": (B, frames_in + frames_out, C, H, W)}``
+in [0, 1].
+
+Loss: ``bce`` (Moving MNIST: binary cross-entropy of the prediction clipped to [eps, 1 - eps],
+summed over a frame's pixels, averaged over predicted frames and sequences, i.e. the paper's
+number) or ``mse`` (squared error summed over a frame's pixels, averaged likewise).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from dfn.layers import filter_smoothness
+from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
+from dfn.models.base import ConfigError, DFNModule, OptimizerFactory, SchedulerFactory, adam
+
+
+class VideoPredictionModel(DFNModule):
+    """Args:
+        predictor: ``predictor(observed, future, return_filters) -> (predictions, filters)``.
+        frames_in, frames_out: observed and predicted frames.
+        loss: ``"bce"`` or ``"mse"`` (see the module docstring).
+        smoothness_weight: weight of :func:`dfn.layers.filter_smoothness` on the filters.
+        optimizer, scheduler, scheduler_interval: see :class:`dfn.models.base.DFNModule`.
+    """
+
+    def __init__(self, predictor: nn.Module, frames_in: int = 10, frames_out: int = 10,
+                 loss: str = "bce", smoothness_weight: float = 0.0, optimizer: OptimizerFactory = adam,
+                 scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step") -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval)
+        self.save_hyperparameters(ignore=["predictor"])
+        if loss not in ("bce", "mse"):
+            raise ConfigError(f"model.loss must be 'bce' or 'mse', got {loss!r}")
+        if smoothness_weight < 0:
+            raise ConfigError(f"model.smoothness_weight must be >= 0, got {smoothness_weight}")
+        self.predictor, self.frames_in, self.frames_out = predictor, frames_in, frames_out
+        self.loss_name, self.smoothness_weight = loss, smoothness_weight
+        self.val_curves = FrameCurves(frames_out)
+        self.test_curves = nn.ModuleList([FrameCurves(frames_out)])  # one per test dataloader
+        self.test_results: list[dict[str, list[float]]] = []
+        if any(p.requires_grad for p in self.parameters()):
+            self.check_optimizer()
+
+    def forward(self, observed: Tensor, return_filters: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+        """``observed (B, frames_in, C, H, W)`` -> predictions ``(B, frames_out, C, H, W)``, filters."""
+        return self.predictor(observed, self.frames_out, return_filters)
+
+    def _split(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        frames = batch["frames"]
+        if frames.shape[1] != self.frames_in + self.frames_out:
+            raise ValueError(f"batches hold {frames.shape[1]} frames, the model expects frames_in + "
+                             f"frames_out = {self.frames_in + self.frames_out}: make data and model agree")
+        return frames[:, :self.frames_in], frames[:, self.frames_in:]
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        observed, future = self._split(batch)
+        prediction, filters = self(observed, return_filters=self.smoothness_weight > 0)
+        loss = (frame_bce if self.loss_name == "bce" else frame_se)(prediction, future).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(observed))
+        if filters is not None:
+            penalty = self.smoothness_weight * filter_smoothness(filters.flatten(0, 1))
+            self.log("train/smoothness", penalty, batch_size=len(observed))
+            loss = loss + penalty
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], curves: FrameCurves) -> None:
+        observed, future = self._split(batch)
+        prediction, _ = self(observed)
+        curves.update(prediction, future)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_curves)
+
+    def on_test_start(self) -> None:
+        loaders = len(self.trainer.test_dataloaders) if isinstance(self.trainer.test_dataloaders, list) else 1
+        self.test_curves = nn.ModuleList([FrameCurves(self.frames_out) for _ in range(loaders)]).to(self.device)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_curves[dataloader_idx])
+
+    def _log_curves(self, prefix: str, curves: FrameCurves) -> dict[str, list[float]]:
+        """Logs ``<prefix>/<metric>`` (mean over predicted frames) and returns the curves."""
+        values = curves.compute()
+        for name in NAMES:
+            self.log(f"{prefix}/{name}", values[name].mean().float())
+        curves.reset()
+        return {name: v.tolist() for name, v in values.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_curves("val", self.val_curves)
+
+    def on_test_epoch_end(self) -> None:
+        """One set of numbers per test dataloader: ``test/...`` for the first, ``test<k>/...`` next."""
+        self.test_results = [self._log_curves("test" if k == 0 else f"test{k}", curves)
+                             for k, curves in enumerate(self.test_curves)]

@@ -1,0 +1,9 @@
+"""Video / view predictors: ``forward(observed (B, T_in, C, H, W), future) -> (predictions, filters)``.
+
+The LightningModules in ``dfn.models`` own losses and metrics; a predictor only predicts, so the
+DFN and its baselines run through the same harness.
+"""
+from dfn.predictors.copy_last import CopyLastFrame
+from dfn.predictors.dynamic_filter import DynamicFilterPredictor
+
+__all__ = ["CopyLastFrame", "DynamicFilterPredictor"]

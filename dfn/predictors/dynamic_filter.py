@@ -1,0 +1,57 @@
+"""Recurrent dynamic-filter video predictor (paper section 4.2, Figure 3).
+
+At each step the filter-generating network reads the ``context_frames`` most recent frames
+(stacked as channels; earlier steps repeat the first frame) and its recurrent state, and emits
+per-pixel filters (and a dynamic bias) that are applied to the most recent frame to predict the
+next one. After the observed frames, each prediction is fed back as the next input.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from dfn.layers import DynamicLocalFilter
+
+
+class DynamicFilterPredictor(nn.Module):
+    """``forward(observed (B, T_in, C, H, W), future) -> (B, future, C, H, W)``.
+
+    Args:
+        net: recurrent filter generator, ``net(x, hidden) -> (theta, hidden)`` with
+            ``x (B, context_frames * C, H, W)`` and ``theta (B, filter.theta_channels, H, W)``.
+        kernel_size: filter size (9 for Moving MNIST, 11 for highway driving).
+        softmax: normalise filters over their taps (the paper does).
+        bias_channels: 0, or 1 for the dynamic per-pixel bias (highway driving).
+        context_frames: frames the generator sees at once (1 for Moving MNIST, 2 for highway).
+    """
+
+    def __init__(self, net: nn.Module, kernel_size: int = 9, softmax: bool = True,
+                 bias_channels: int = 0, context_frames: int = 1) -> None:
+        super().__init__()
+        self.net, self.context_frames = net, context_frames
+        self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels)
+        produced = getattr(net, "out_channels", None)
+        if produced != self.filter.theta_channels:
+            raise ValueError(f"the filter layer ({kernel_size}x{kernel_size}, bias_channels "
+                             f"{bias_channels}) needs {self.filter.theta_channels} channels from the "
+                             f"net, which produces {produced}: set the net's head[-1] to "
+                             f"{self.filter.theta_channels}")
+
+    def forward(self, observed: Tensor, future: int, return_filters: bool = False
+                ) -> tuple[Tensor, Optional[Tensor]]:
+        """Predictions ``(B, future, C, H, W)`` and, if asked, the filters that made them
+        ``(B, future, kh*kw, H, W)``."""
+        T_in = observed.shape[1]
+        history = [observed[:, 0]] * (self.context_frames - 1)
+        hidden, predictions, filters = None, [], []
+        for t in range(T_in + future - 1):
+            frame = observed[:, t] if t < T_in else predictions[-1]
+            history = (history + [frame])[-self.context_frames:]
+            theta, hidden = self.net(torch.cat(history, dim=1), hidden)
+            if t >= T_in - 1:                           # steps before only update the state
+                predictions.append(self.filter(frame, theta))
+                if return_filters:
+                    filters.append(self.filter.split(theta)[0])
+        return torch.stack(predictions, 1), (torch.stack(filters, 1) if return_filters else None)

