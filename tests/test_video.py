@@ -98,13 +98,14 @@ def test_paper_network_is_637361_parameters_in_the_config():
     assert sum(p.numel() for p in cli.model.parameters()) == 637_361
 
 
-def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
-    tiny = ["--config", str(ROOT / "configs/moving_mnist.yaml"),
+def tiny_args(cache):
+    """Moving MNIST config shrunk for tests: 32x32, 3 + 2 frames, a few-channel net."""
+    return ["--config", str(ROOT / "configs/moving_mnist.yaml"),
             "--data.init_args.image_size", "32", "--data.init_args.frames_in", "3",
             "--data.init_args.frames_out", "2", "--model.init_args.frames_in", "3",
             "--model.init_args.frames_out", "2", "--data.init_args.batch_size", "2",
             "--data.init_args.batches_per_epoch", "3", "--data.init_args.val_sequences", "4",
-            "--data.init_args.test_sequences", "4", "--data.init_args.cache_dir", str(tmp_path / "cache"),
+            "--data.init_args.test_sequences", "4", "--data.init_args.cache_dir", str(cache),
             "--model.init_args.predictor.init_args.kernel_size", "3",
             "--model.init_args.predictor.init_args.net.init_args.encoder", "[4, 8]",
             "--model.init_args.predictor.init_args.net.init_args.encoder_strides", "[1, 2]",
@@ -114,6 +115,10 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
             "--model.init_args.predictor.init_args.net.init_args.image_size", "32",
             "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "1",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
+    tiny = tiny_args(tmp_path / "cache")
     straight = DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "a"), "--trainer.max_steps", "4"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "2"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4",
@@ -126,3 +131,15 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
     assert len(results) == 3 and len(results[0]["bce"]) == 2          # 2-, 1- and 3-digit sets
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
     del straight
+
+
+def test_baselines_run_through_the_same_harness(tmp_path):
+    tiny = tiny_args(tmp_path / "cache")
+    copy = DfnCLI(args=["test", *tiny, "--config", str(ROOT / "configs/baselines/copy_last.yaml"),
+                        "--run_dir", str(tmp_path / "copy")])
+    assert copy.model.test_results[0]["bce"][0] > 0
+    lstm = DfnCLI(args=["fit", *tiny, "--config", str(ROOT / "configs/baselines/conv_lstm.yaml"),
+                        "--model.init_args.predictor.init_args.hidden", "[8]",
+                        "--run_dir", str(tmp_path / "lstm"), "--trainer.max_steps", "2"])
+    assert type(lstm.model.predictor).__name__ == "ConvLSTMPredictor"
+    assert (tmp_path / "lstm" / "checkpoints" / "last.ckpt").is_file()

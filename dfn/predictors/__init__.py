@@ -3,7 +3,8 @@
 The LightningModules in ``dfn.models`` own losses and metrics; a predictor only predicts, so the
 DFN and its baselines run through the same harness.
 """
+from dfn.predictors.conv_lstm import ConvLSTMPredictor
 from dfn.predictors.copy_last import CopyLastFrame
 from dfn.predictors.dynamic_filter import DynamicFilterPredictor
 
-__all__ = ["CopyLastFrame", "DynamicFilterPredictor"]
+__all__ = ["ConvLSTMPredictor", "CopyLastFrame", "DynamicFilterPredictor"]
