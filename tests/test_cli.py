@@ -29,7 +29,7 @@ def test_fit_writes_config_checkpoints_and_figures(tmp_path):
     assert (run / "config.yaml").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in (run / "figures").glob("*.png")) == [
-        "steerable_step0000002.png", "steerable_step0000004.png"]
+        "val_figure_step0000002.png", "val_figure_step0000004.png"]
     saved = (run / "config.yaml").read_text()
     assert "SteerableFilterModel" in saved and "max_steps: 4" in saved
 

@@ -143,3 +143,19 @@ def test_baselines_run_through_the_same_harness(tmp_path):
                         "--run_dir", str(tmp_path / "lstm"), "--trainer.max_steps", "2"])
     assert type(lstm.model.predictor).__name__ == "ConvLSTMPredictor"
     assert (tmp_path / "lstm" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_pictures_after_validation_test_and_predict(tmp_path):
+    tiny = tiny_args(tmp_path / "cache")
+    run = tmp_path / "run"
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(run), "--trainer.max_steps", "2"])
+    figures = sorted(p.name for p in (run / "figures").iterdir())
+    assert figures == ["val_filters_as_flow_step0000002.png", "val_step0000002.gif",
+                       "val_strips_step0000002.png"]
+    predict = ["predict", *tiny, "--run_dir", str(run), "--data.init_args.predict_sequences", "3",
+               "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    DfnCLI(args=predict)
+    written = sorted(p.name for p in (run / "predictions").iterdir())
+    assert written == [f"seq{i:05d}{ext}" for i in range(3) for ext in (".gif", "_flow.png", "_strips.png")]
+    with pytest.raises(FileExistsError):
+        DfnCLI(args=predict)

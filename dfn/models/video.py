@@ -11,7 +11,7 @@ number) or ``mse`` (squared error summed over a frame's pixels, averaged likewis
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +83,13 @@ class VideoPredictionModel(DFNModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, self.test_curves[dataloader_idx])
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        """``{"frames", "prediction", "filters" (or None), "index"}`` for the prediction writer."""
+        observed, _ = self._split(batch)
+        prediction, filters = self(observed, return_filters=True)
+        return {"frames": batch["frames"].cpu(), "prediction": prediction.cpu(),
+                "filters": None if filters is None else filters.cpu(), "index": batch["index"].cpu()}
 
     def _log_curves(self, prefix: str, curves: FrameCurves) -> dict[str, list[float]]:
         """Logs ``<prefix>/<metric>`` (mean over predicted frames) and returns the curves."""

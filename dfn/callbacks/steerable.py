@@ -1,46 +1,17 @@
-"""Callbacks of the harness: the W&B run id in checkpoints, run-config saving, PNG filter writer."""
+"""Steerable-filter pictures: Figure 4 after each validation, and the PNG filter writer of `predict`."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
 
+from dfn.callbacks.outputs import check_not_overwriting, publish_picture, run_folder
 from dfn.steerable import steerable_filters
 from dfn.viz import filter_image, save_png, steerable_figure
-
-
-class WandbRunId(Callback):
-    """Stores the W&B run id in every checkpoint, so that a resumed fit continues the same run."""
-
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                checkpoint["wandb_run_id"] = logger.version
-
-
-class RunConfigSaver(SaveConfigCallback):
-    """Saves the config a run used beside its outputs: ``config.yaml``, and for each later
-    command in the same run directory (a resume, a test, a predict) ``config.<stage>.<n>.yaml``,
-    so that nothing already written is overwritten."""
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.already_saved:
-            return
-        log_dir = trainer.log_dir
-        if log_dir is not None and trainer.is_global_zero:
-            n = 0
-            while os.path.exists(os.path.join(log_dir, self.config_filename)):
-                n += 1
-                self.config_filename = f"config.{getattr(stage, 'value', stage)}.{n}.yaml"
-        super().setup(trainer, pl_module, stage)
 
 
 class FilterPNGWriter(BasePredictionWriter):
@@ -60,7 +31,7 @@ class FilterPNGWriter(BasePredictionWriter):
         self.output_dir, self.overwrite, self.scale = output_dir, overwrite, scale
 
     def folder(self, trainer: Trainer) -> Path:
-        return Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
+        return Path(self.output_dir) if self.output_dir else run_folder(trainer, "predictions")
 
     def paths(self, folder: Path, angles: Sequence[float]) -> list[Path]:
         return [folder / f"filter_{math.degrees(a) % 360:06.2f}deg.png" for a in angles]
@@ -70,12 +41,7 @@ class FilterPNGWriter(BasePredictionWriter):
                            dataloader_idx: int) -> None:
         folder = self.folder(trainer)
         paths = self.paths(folder, prediction["angle"].tolist())
-        existing = [str(p) for p in paths if p.exists()]
-        if existing and not self.overwrite:
-            raise FileExistsError(
-                f"{len(existing)} prediction file(s) already exist, e.g. {existing[0]}; nothing was "
-                "written. Choose another output folder or allow replacing them with "
-                "--trainer.callbacks.init_args.overwrite true (or overwrite: true in the config).")
+        check_not_overwriting(paths, self.overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         for path, filt in zip(paths, prediction["filter"]):
             save_png(filter_image(filt.detach().float().cpu(), scale=self.scale), path)
@@ -103,10 +69,5 @@ class SteerableFigure(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        image = self.figure(trainer, pl_module)
-        if trainer.log_dir is not None:
-            save_png(image, Path(trainer.log_dir) / "figures" / f"steerable_step{trainer.global_step:07d}.png")
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image("val/figure", [image], step=trainer.global_step,
-                                 caption=["generated vs analytic filters; input / output / target"])
+        publish_picture(trainer, "val/figure", self.figure(trainer, pl_module),
+                        "generated vs analytic filters; input / output / target")

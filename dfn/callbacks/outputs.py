@@ -1,0 +1,47 @@
+"""Writing pictures and prediction files: to the run directory, to the loggers, never over old files."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import WandbLogger
+
+from dfn.viz import save_png
+
+
+def run_folder(trainer: Trainer, name: str) -> Path:
+    """``<run_dir>/<name>`` (the trainer's log dir; the working directory without one)."""
+    return Path(trainer.log_dir or ".") / name
+
+
+def check_not_overwriting(paths: Sequence[Path], overwrite: bool) -> None:
+    """Raise ``FileExistsError`` naming the first existing file unless ``overwrite``; call it
+    before writing anything, so that a refused command leaves no partial output."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} prediction file(s) already exist, e.g. {existing[0]}; nothing was "
+            "written. Choose another output folder or allow replacing them with "
+            "--trainer.callbacks.init_args.overwrite true (or overwrite: true in the config).")
+
+
+def publish_picture(trainer: Trainer, key: str, image: np.ndarray, caption: str) -> Path:
+    """Write ``<run_dir>/figures/<key with / as _>_step<N>.png`` and log it to every logger that
+    takes images (W&B); returns the file."""
+    path = run_folder(trainer, "figures") / f"{key.replace('/', '_')}_step{trainer.global_step:07d}.png"
+    save_png(image, path)
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key, [image], step=trainer.global_step, caption=[caption])
+    return path
+
+
+def publish_gif(trainer: Trainer, key: str, path: Path) -> None:
+    """Log a GIF already written to ``path`` to the W&B loggers."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+            logger.experiment.log({key: wandb.Video(str(path), format="gif"),
+                                   "trainer/global_step": trainer.global_step})

@@ -1,0 +1,99 @@
+"""Video-prediction pictures: Figure 5 strips, Figure 9 flow-like filter maps, GIFs.
+
+Flow maps: each pixel's filter reads, on average, from the offset ``E[(dy, dx)]`` over its taps;
+the content therefore moves by ``-E[(dy, dx)]``, which is drawn in the usual optical-flow colours
+(hue = direction, saturation = speed; see the colour wheel at the end of each row).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder
+from dfn.viz import (color_wheel, expected_shift, flow_image, gray_image, grid, save_gif, save_png,
+                     video_strips)
+
+
+def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filters: Optional[Tensor],
+                      kernel_size: Optional[tuple[int, int]]) -> dict[str, Any]:
+    """One sequence ``(T, 1, H, W)`` -> ``{"strips": rgb, "flow": rgb or None, "gif": [rgb, ...]}``."""
+    scale = max(1, 128 // observed.shape[-1])
+    flow = None
+    if filters is not None and kernel_size is not None:
+        motion = -expected_shift(filters.float(), kernel_size)                  # (T, 2, H, W)
+        limit = max(float(motion.norm(dim=1).max()), 1e-6)
+        wheel = color_wheel(observed.shape[-1] * scale)
+        flow = grid([[flow_image(m, limit, scale) for m in motion] + [wheel]],
+                    column_labels=[f"t+{t + 1}" for t in range(len(motion))] + [f"{limit:.1f}px"])
+    truth = torch.cat([observed, future]).float()
+    shown = torch.cat([observed, predicted.clamp(0, 1)]).float()
+    gif = [np.concatenate([gray_image(a[0], scale), gray_image(b[0], scale)], axis=1)
+           for a, b in zip(truth, shown)]
+    return {"strips": video_strips(observed, future, predicted, scale), "flow": flow, "gif": gif}
+
+
+def _kernel_size(pl_module: LightningModule) -> Optional[tuple[int, int]]:
+    layer = getattr(getattr(pl_module, "predictor", None), "filter", None)
+    return (layer.kh, layer.kw) if layer is not None else None
+
+
+class VideoPictures(Callback):
+    """After each validation and at the end of ``test``: pictures of the first sequence of the
+    validation / first test set, written to ``<run_dir>/figures`` and logged (W&B)."""
+
+    def _publish(self, trainer: Trainer, pl_module: LightningModule, stage: str, dataset) -> None:
+        frames = dataset[0]["frames"][None].to(pl_module.device)               # (1, T, 1, H, W)
+        observed, future = pl_module._split({"frames": frames})
+        with torch.no_grad():
+            predicted, filters = pl_module(observed, return_filters=True)
+        pictures = sequence_pictures(observed[0].cpu(), future[0].cpu(), predicted[0].cpu(),
+                                     None if filters is None else filters[0].cpu(), _kernel_size(pl_module))
+        publish_picture(trainer, f"{stage}/strips", pictures["strips"], "input / truth / prediction")
+        if pictures["flow"] is not None:
+            publish_picture(trainer, f"{stage}/filters_as_flow", pictures["flow"],
+                            "motion implied by the filters (hue: direction, saturation: speed)")
+        gif = run_folder(trainer, "figures") / f"{stage}_step{trainer.global_step:07d}.gif"
+        save_gif(pictures["gif"], gif)
+        publish_gif(trainer, f"{stage}/video", gif)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            self._publish(trainer, pl_module, "val", trainer.datamodule.val_set)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._publish(trainer, pl_module, "test", trainer.datamodule.test_sets[0])
+
+
+class VideoPredictionWriter(BasePredictionWriter):
+    """``predict``: for every sequence, ``seq<i>_strips.png``, ``seq<i>_flow.png`` (DFN only) and
+    ``seq<i>.gif`` in ``output_dir`` (default ``<run_dir>/predictions``); never replaces files
+    unless ``overwrite``. Expects ``predict_step`` to return ``frames``, ``prediction``,
+    ``filters`` (or ``None``) and ``index`` (the sequence numbers)."""
+
+    def __init__(self, output_dir: Optional[str] = None, overwrite: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir, self.overwrite = output_dir, overwrite
+
+    def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
+                           batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        folder = Path(self.output_dir) if self.output_dir else run_folder(trainer, "predictions")
+        names = [f"seq{int(i):05d}" for i in prediction["index"]]
+        check_not_overwriting([folder / f"{n}{ext}" for n in names for ext in ("_strips.png", ".gif")],
+                              self.overwrite)
+        filters = prediction["filters"]
+        for k, name in enumerate(names):
+            observed, future = pl_module._split({"frames": prediction["frames"][k:k + 1]})
+            pictures = sequence_pictures(observed[0], future[0], prediction["prediction"][k],
+                                         None if filters is None else filters[k], _kernel_size(pl_module))
+            save_png(pictures["strips"], folder / f"{name}_strips.png")
+            if pictures["flow"] is not None:
+                save_png(pictures["flow"], folder / f"{name}_flow.png")
+            save_gif(pictures["gif"], folder / f"{name}.gif")
