@@ -12,6 +12,7 @@ What it adds to LightningCLI:
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -19,12 +20,12 @@ from typing import Any, Optional
 
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from dfn.callbacks import RunConfigSaver, WandbRunId
+from dfn.callbacks import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
 from dfn.models.base import CheckpointMismatch, ConfigError, DFNModule
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -46,15 +47,15 @@ class DfnCLI(LightningCLI):
             save_config_callback=RunConfigSaver,
             parser_kwargs={"parser_mode": "omegaconf", "prog": "python -m dfn"},
             trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "dfn"}},
-                              "max_epochs": -1,
-                              "callbacks": [WandbRunId()]},
+                              "max_epochs": -1, "use_distributed_sampler": False,
+                              "callbacks": [WandbRunId(), StopOnNonFiniteLoss()]},
             auto_configure_optimizers=False, args=args, run=run)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/default",
                             help="Folder of this run: config.yaml, checkpoints/, wandb/, figures/.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "step{step:07d}",
+        parser.set_defaults({"checkpoint.filename": "step{step:07d}",
                              "checkpoint.auto_insert_metric_name": False})
         parser.link_arguments("run_dir", "checkpoint.dirpath", compute_fn=lambda d: str(Path(d) / "checkpoints"))
         parser.link_arguments("run_dir", "trainer.default_root_dir")
@@ -68,8 +69,23 @@ class DfnCLI(LightningCLI):
                 logger.init_args.save_dir = str(run_dir)
             if logger.init_args.get("name") is None:
                 logger.init_args.name = run_dir.name
+        _check_writable(run_dir)
         if self.subcommand == "fit":
             self._check_fresh_or_resuming(config, run_dir / "checkpoints")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Adds the ``last.ckpt`` writer: every ``checkpoint.every_n_train_steps`` whether or not
+        the monitored metric exists yet (Lightning defers a monitoring checkpoint until it does),
+        so a crash loses at most the steps since. The ``checkpoint`` group keeps the best ones."""
+        trainer = super().instantiate_trainer(**kwargs)
+        best = trainer.checkpoint_callback
+        if best is not None:
+            best.save_last = False
+            trainer.callbacks.append(ModelCheckpoint(
+                dirpath=best.dirpath, save_top_k=0, save_last=True,
+                every_n_train_steps=best._every_n_train_steps,
+                train_time_interval=best._train_time_interval))
+        return trainer
 
     @staticmethod
     def _check_fresh_or_resuming(config: Namespace, checkpoint_dir: Path) -> None:
@@ -129,6 +145,18 @@ class DfnCLI(LightningCLI):
                 logger._id = run_id
 
 
+def _check_writable(run_dir: Path) -> None:
+    """Fail at start-up, naming the folder, if the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".dfn_write_probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to run_dir {run_dir}: {error.strerror or error}. Choose a "
+                          "writable --run_dir (or free disk space there).") from error
+
+
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -147,11 +175,20 @@ def main(args: Optional[list[str]] = None) -> None:
         cause = _user_error(error)
         if cause is None:
             raise
-        print(f"dfn: error: {cause}", file=sys.stderr)
-        raise SystemExit(2) from None
+        message, status = str(cause), 2
+        if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
+            message, status = (f"cannot write {cause.filename or 'an output file'}: {cause.strerror}. "
+                               "Free disk space or choose another --run_dir; finished checkpoints are "
+                               "intact (each is written to a temporary file, then renamed)."), 1
+        elif isinstance(cause, NonFiniteLoss):
+            status = 1
+        print(f"dfn: error: {message}", file=sys.stderr)
+        raise SystemExit(status) from None
 
 
-USER_ERRORS = (ConfigError, CheckpointMismatch, FileExistsError)
+# mistakes in the config, the inputs or the environment: one line, no traceback
+USER_ERRORS = (ConfigError, CheckpointMismatch, FileExistsError, FileNotFoundError, NonFiniteLoss)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
 def _user_error(error: BaseException) -> Optional[BaseException]:
@@ -159,7 +196,7 @@ def _user_error(error: BaseException) -> Optional[BaseException]:
     instantiates classes), or ``None`` for anything else, which keeps its traceback."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, USER_ERRORS):
+        if isinstance(error, USER_ERRORS) or (isinstance(error, OSError) and error.errno in WRITE_ERRNOS):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

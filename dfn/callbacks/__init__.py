@@ -1,7 +1,7 @@
 """Callbacks: run bookkeeping (W&B id, configs) and each experiment's pictures and writers."""
-from dfn.callbacks.run import RunConfigSaver, WandbRunId
+from dfn.callbacks.run import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
 from dfn.callbacks.steerable import FilterPNGWriter, SteerableFigure
 from dfn.callbacks.video import VideoPictures, VideoPredictionWriter
 
-__all__ = ["FilterPNGWriter", "RunConfigSaver", "SteerableFigure", "VideoPictures",
-           "VideoPredictionWriter", "WandbRunId"]
+__all__ = ["FilterPNGWriter", "NonFiniteLoss", "RunConfigSaver", "SteerableFigure",
+           "StopOnNonFiniteLoss", "VideoPictures", "VideoPredictionWriter", "WandbRunId"]

@@ -34,3 +34,21 @@ class RunConfigSaver(SaveConfigCallback):
                 n += 1
                 self.config_filename = f"config.{getattr(stage, 'value', stage)}.{n}.yaml"
         super().setup(trainer, pl_module, stage)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stops training before a NaN / inf loss reaches the weights (checked ahead of backward), so
+    the checkpoints on disk stay the last good ones; the error names the step and the way back."""
+
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: Any) -> None:
+        if not bool(loss.isfinite().all()):
+            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+            raise NonFiniteLoss(
+                f"training loss is {loss.item()} at step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}); training stopped before the update, checkpoints are "
+                f"untouched (last: {last}). Resume with --ckpt_path last and a lower learning rate, "
+                "or check the data for NaNs.")
