@@ -219,15 +219,23 @@ class BouncingMNISTDataModule(LightningDataModule):
                             sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
                             num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
+    def _shard(self, dataset: Dataset) -> Dataset:
+        """This rank's share (every world_size-th sequence, no padding), so that metric sums
+        synced across ranks equal the single-process ones."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return dataset
+        return Subset(dataset, range(trainer.global_rank, len(dataset), trainer.world_size))
+
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(self._shard(self.val_set), batch_size=self.batch_size, num_workers=self.num_workers)
 
     def predict_dataloader(self) -> DataLoader:
         first = Subset(self.test_sets[0], range(min(self.predict_sequences, len(self.test_sets[0]))))
         return DataLoader(first, batch_size=self.batch_size, num_workers=self.num_workers)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(s, batch_size=self.batch_size, num_workers=self.num_workers)
+        return [DataLoader(self._shard(s), batch_size=self.batch_size, num_workers=self.num_workers)
                 for s in self.test_sets]
 
 

@@ -12,8 +12,9 @@ from dfn.viz import save_png
 
 
 def run_folder(trainer: Trainer, name: str) -> Path:
-    """``<run_dir>/<name>`` (the trainer's log dir; the working directory without one)."""
-    return Path(trainer.log_dir or ".") / name
+    """``<run_dir>/<name>``. (``trainer.default_root_dir`` is the run dir; ``trainer.log_dir``
+    would be a collective call under DDP and hang code that runs on rank 0 only.)"""
+    return Path(trainer.default_root_dir) / name
 
 
 def check_not_overwriting(paths: Sequence[Path], overwrite: bool) -> None:

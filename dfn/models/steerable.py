@@ -64,11 +64,12 @@ class SteerableFilterModel(DFNModule):
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         output, filters = self(batch["image"], batch["angle"])
         loss = F.mse_loss(output, batch["target"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["angle"]))
-        if stage != "train":
+        evaluating = stage != "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["angle"]), sync_dist=evaluating)
+        if evaluating:   # every rank evaluates the same held-out batch; sync keeps ranks in step
             cos = filter_cosine(filters, batch["filter"])
-            self.log(f"{stage}/filter_cos_min", cos.min(), batch_size=len(cos))
-            self.log(f"{stage}/filter_cos_mean", cos.mean(), batch_size=len(cos))
+            self.log(f"{stage}/filter_cos_min", cos.min(), batch_size=len(cos), sync_dist=True)
+            self.log(f"{stage}/filter_cos_mean", cos.mean(), batch_size=len(cos), sync_dist=True)
         return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
