@@ -37,15 +37,24 @@ class DFNModule(LightningModule):
         optimizer: ``params -> Optimizer`` (LightningCLI: ``class_path: torch.optim.Adam``).
         scheduler: ``optimizer -> LRScheduler``, stepped every ``scheduler_interval``.
         scheduler_interval: ``"step"`` or ``"epoch"``.
+        compile: compile the network with ``torch.compile`` when fitting (``nn.Module.compile``,
+            in place, so checkpoints keep their parameter names).
     """
 
+    compile_target = "net"  # attribute holding the network that `compile` compiles
+
     def __init__(self, optimizer: OptimizerFactory = adam, scheduler: Optional[SchedulerFactory] = None,
-                 scheduler_interval: str = "step") -> None:
+                 scheduler_interval: str = "step", compile: bool = False) -> None:
         super().__init__()
+        self.compile_network = compile
         if scheduler_interval not in ("step", "epoch"):
             raise ConfigError(f"model.scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
+
+    def setup(self, stage: str) -> None:
+        if self.compile_network and stage == "fit":
+            getattr(self, self.compile_target).compile()
 
     def check_optimizer(self) -> None:
         """Build the optimizer once on this model's parameters, so bad values fail at start-up."""

@@ -31,12 +31,13 @@ class SteerableFilterModel(DFNModule):
             mapped to ``theta / pi - 1`` in ``[-1, 1)``) and returning ``(B, k*k, 1, 1)``,
             e.g. ``PixelMLP(1, [64, 128], 81)``.
         kernel_size: ``k``, the generated filter size.
-        optimizer, scheduler, scheduler_interval: see :class:`dfn.models.base.DFNModule`.
+        optimizer, scheduler, scheduler_interval, compile: see :class:`dfn.models.base.DFNModule`.
     """
 
     def __init__(self, net: nn.Module, kernel_size: int = 9, optimizer: OptimizerFactory = adam,
-                 scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step") -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval)
+                 scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
+                 compile: bool = False) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, compile)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         if kernel_size < 1:
