@@ -24,6 +24,7 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from dfn.callbacks import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
 from dfn.models.base import CheckpointMismatch, ConfigError, DFNModule
@@ -90,6 +91,8 @@ class DfnCLI(LightningCLI):
     @staticmethod
     def _check_fresh_or_resuming(config: Namespace, checkpoint_dir: Path) -> None:
         existing = sorted(checkpoint_dir.glob("*.ckpt")) if checkpoint_dir.is_dir() else []
+        if config.ckpt_path is None and _slurm_requeue_checkpoint(checkpoint_dir.parent) is not None:
+            return   # a requeued SLURM job: Lightning resumes from its hpc checkpoint
         if config.ckpt_path is None and existing:
             raise ConfigError(
                 f"run_dir {checkpoint_dir.parent} already holds checkpoints of an earlier run "
@@ -132,17 +135,32 @@ class DfnCLI(LightningCLI):
                     logger.experiment.finish(exit_code=1 if failed else 0)
 
     def before_fit(self) -> None:
-        """On resume, point the W&B logger at the run id stored in the checkpoint."""
+        """On resume (``--ckpt_path``, or a requeued SLURM job), point the W&B logger at the run
+        id stored in the checkpoint."""
         ckpt_path = self.config.fit.ckpt_path
         if ckpt_path is None:
-            return
-        path = Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+            path = _slurm_requeue_checkpoint(Path(self.trainer.default_root_dir))
+            if path is None:
+                return
+        elif ckpt_path == "last":
+            path = Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+        else:
+            path = Path(ckpt_path)
         run_id = _read_checkpoint(path).get("wandb_run_id") if path.is_file() else None
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and run_id is not None:
                 # the experiment is created lazily: setting the id before first use resumes it
                 logger._wandb_init.update(id=run_id, resume="allow")
                 logger._id = run_id
+
+
+def _slurm_requeue_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The newest ``hpc_ckpt_<n>.ckpt`` that Lightning's SLURM auto-requeue saved in the run
+    directory, when running under SLURM; ``None`` otherwise."""
+    if not SLURMEnvironment.detect():
+        return None
+    saved = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
+    return saved[-1] if saved else None
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -44,3 +44,18 @@ class KillDuringCheckpointWrite(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
         LocalFileOpener.write = write_half_then_die
+
+
+class SlurmPreemption(Callback):
+    """At step ``at_step``: the SIGUSR1 that SLURM sends before the time limit, then SIGKILL (the
+    end of the job), as a preempted SLURM job experiences them."""
+
+    def __init__(self, at_step: int = 3) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGUSR1)        # Lightning saves hpc_ckpt and requeues
+            os.kill(os.getpid(), signal.SIGKILL)

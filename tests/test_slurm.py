@@ -1,0 +1,41 @@
+"""The SLURM requeue path without SLURM: the environment SLURM sets, the SIGUSR1 it sends before
+the time limit, a stand-in `scontrol`; the requeued command resumes and continues its W&B run."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from test_faults import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scontrol.log'}\n")
+    scontrol.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=str(ROOT / "tests"), WANDB_SILENT="true",
+               SLURM_NTASKS="1", SLURM_JOB_NAME="dfn-test", SLURM_JOB_ID="4242", SLURM_PROCID="0",
+               SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="localhost")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "dfn", "fit", *TINY, "--run_dir", str(run), "--trainer.max_steps", "6",
+               "--trainer.plugins", "lightning.pytorch.plugins.environments.SLURMEnvironment"]
+    first = subprocess.run(command + ["--trainer.callbacks+=helpers.SlurmPreemption",
+                                      "--trainer.callbacks.init_args.at_step", "3"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == -9, first.stderr[-2000:]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    hpc = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert hpc["global_step"] == 3
+    run_id = hpc["wandb_run_id"]
+
+    requeued = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert requeued.returncode == 0, requeued.stderr[-2000:]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(name.endswith(f"-{run_id}") for name in wandb_runs)
