@@ -53,3 +53,19 @@ def test_unwritable_run_dir_is_named(tmp_path, capsys):
         main(["fit", *TINY, "--run_dir", str(blocker / "run")])
     assert exit_info.value.code == 2
     assert f"cannot write to run_dir {blocker / 'run'}" in capsys.readouterr().err
+
+
+def test_full_disk_during_a_checkpoint_write_is_named(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import lightning.fabric.plugins.io.torch_io as torch_io
+
+    def no_space(checkpoint, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch_io, "_atomic_save", no_space)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY, "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "3"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "No space left on device" in err and "last.ckpt" in err
