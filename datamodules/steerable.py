@@ -13,22 +13,17 @@ seed (``datamodules.stream``); validation and test sets are fixed by ``seed``.
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional, Sequence
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from datamodules.stream import (Batch, ResumableEpochSampler, SeededBatches, StreamLoader,
-                                batch_generator)
+from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
 from dfn.ops import dynamic_conv
 from dfn.steerable import steerable_filters
 
-HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out images are never trained on
 
-
-class SteerableDataModule(LightningDataModule):
+class SteerableDataModule(StreamDataModule):
     """Random images and angles; the target is the image filtered with the steerable filter.
 
     Args:
@@ -50,7 +45,7 @@ class SteerableDataModule(LightningDataModule):
                  val_images_per_angle: int = 4,
                  predict_angles_deg: Sequence[float] = (0.0, 45.0, 90.0, 139.2, 180.0, 242.9),
                  seed: Optional[int] = None, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed, batches_per_epoch, num_workers)
         for name, value in (("image_size", image_size), ("batch_size", batch_size),
                             ("val_angles", val_angles), ("val_images_per_angle", val_images_per_angle)):
             if value < 1:
@@ -60,16 +55,11 @@ class SteerableDataModule(LightningDataModule):
         if sigma <= 0:
             raise ValueError(f"data.sigma must be > 0, got {sigma}")
         self.save_hyperparameters()
-        self.image_size, self.batch_size, self.batches_per_epoch = image_size, batch_size, batches_per_epoch
+        self.image_size, self.batch_size = image_size, batch_size
         self.filter_size, self.sigma = filter_size, sigma
         self.n_val_angles, self.val_images_per_angle = val_angles, val_images_per_angle
         self.predict_angles_deg = list(predict_angles_deg)
-        self._seed, self.num_workers = seed, num_workers
         self.val_batch: Optional[Batch] = None
-
-    @property
-    def seed(self) -> int:
-        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def make_batch(self, angles: torch.Tensor, generator: torch.Generator) -> Batch:
         """Images for ``angles (B,)``, filtered with the analytic filters."""
@@ -90,15 +80,6 @@ class SteerableDataModule(LightningDataModule):
         angles = self.held_out_angles().repeat_interleave(self.val_images_per_angle)
         self.val_batch = self.make_batch(angles, batch_generator(self.seed, HELD_OUT_STREAM, 0))
 
-    def _train_position(self) -> int:
-        trainer = self.trainer
-        return 0 if trainer is None else trainer.global_step * trainer.accumulate_grad_batches
-
-    def train_dataloader(self) -> DataLoader:
-        rank = 0 if self.trainer is None else self.trainer.global_rank
-        return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
-                            sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
-                            num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def _fixed_loader(self) -> DataLoader:
         return DataLoader([self.val_batch], batch_size=None)

@@ -16,13 +16,16 @@ An epoch is ``batches_per_epoch`` consecutive stream indices; the epoch of a bat
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+import os
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
+from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 Batch = dict[str, torch.Tensor]
+HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out data is never trained on
 
 
 def batch_generator(seed: int, rank: int, index: int) -> torch.Generator:
@@ -73,3 +76,32 @@ class StreamLoader(DataLoader):
 
     def load_state_dict(self, state_dict: dict) -> None:
         pass
+
+
+class StreamDataModule(LightningDataModule):
+    """Base DataModule whose training data is an endless seeded stream of whole batches.
+
+    Subclasses implement ``_train_batch(generator) -> Batch`` and set ``batches_per_epoch`` and
+    ``num_workers``; ``seed`` is the data seed, or the global seed (``PL_GLOBAL_SEED``) if ``None``.
+    """
+
+    def __init__(self, seed: Optional[int], batches_per_epoch: int, num_workers: int) -> None:
+        super().__init__()
+        self._seed, self.batches_per_epoch, self.num_workers = seed, batches_per_epoch, num_workers
+
+    @property
+    def seed(self) -> int:
+        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _train_batch(self, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def _train_position(self) -> int:
+        trainer = self.trainer
+        return 0 if trainer is None else trainer.global_step * trainer.accumulate_grad_batches
+
+    def train_dataloader(self) -> DataLoader:
+        rank = 0 if self.trainer is None else self.trainer.global_rank
+        return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
+                            sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
+                            num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

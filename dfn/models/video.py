@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import torch
 from torch import Tensor, nn
 
 from dfn.layers import filter_smoothness
