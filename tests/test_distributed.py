@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from test_faults import TINY as STEERABLE_TINY
 from test_video import tiny_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +41,11 @@ def test_ddp_two_cpu_processes_train_and_validate_like_one(tmp_path):
     assert set(single) == {f"val/{m}" for m in ("bce", "mse", "mae", "ssim", "psnr")}
     for key, value in single.items():
         assert abs(ddp_metrics[key] - value) <= 1e-5 * max(1.0, abs(value)), key
+
+
+@pytest.mark.slow
+def test_ddp_steerable_fit(tmp_path):
+    run(["fit", *STEERABLE_TINY, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+         "--trainer.strategy", "ddp", "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "4",
+         "--trainer.logger", "false"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
