@@ -13,6 +13,7 @@ What it adds to LightningCLI:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from dfn.callbacks import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
-from dfn.models.base import CheckpointMismatch, ConfigError, DFNModule
+from dfn.errors import CheckpointMismatch, ConfigError
+from dfn.models.base import DFNModule
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 
@@ -176,11 +178,20 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """dfn's bookkeeping entries of a checkpoint (``dfn_model``, ``wandb_run_id``), read once
+    per file version: the CLI asks twice (model check, W&B resume) before Lightning loads it."""
+    stat = path.stat()
+    return _checkpoint_entries(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_entries(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: name it
         raise CheckpointMismatch(f"cannot read checkpoint {path}: {error}. Pass a .ckpt written by "
                                  "`python -m dfn fit`.") from error
+    return {key: checkpoint[key] for key in ("dfn_model", "wandb_run_id") if key in checkpoint}
 
 
 def main(args: Optional[list[str]] = None) -> None:

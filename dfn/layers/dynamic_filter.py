@@ -10,7 +10,10 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from dfn.ops import dynamic_conv, dynamic_local_filter, kernel_hw, separable_local_filter
+from dfn.errors import ConfigError
+
+from dfn.ops import dynamic_conv, dynamic_local_filter, kernel_hw
+from dfn.ops.separable import separable_filters
 from dfn.ops.geometry import KernelSize
 
 
@@ -57,6 +60,20 @@ class _FilterLayout(nn.Module):
         for s in self.filter_shape:
             n *= s
         return n + self.bias_channels
+
+    def check_generator(self, net: nn.Module, what: str, per: str) -> None:
+        """Raise ``ConfigError`` unless ``net.out_channels`` is :attr:`theta_channels`.
+
+        Args:
+            what: the setting that fixed the layout, e.g. ``"model.kernel_size 9"``.
+            per: what one filter belongs to, e.g. ``"angle"`` or ``"pixel"``.
+        """
+        produced = getattr(net, "out_channels", None)
+        if produced != self.theta_channels:
+            raise ConfigError(
+                f"{what} needs {self.theta_channels} filter values per {per}, but model.net "
+                f"produces {produced}: set the net's out_channels (its last layer) to "
+                f"{self.theta_channels}, or the filter settings to match the net")
 
     def _split(self, theta: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """Channels of ``theta`` -> filter values ``(B, *filter_shape, ...)`` and bias."""
@@ -105,23 +122,18 @@ class DynamicLocalFilter(_FilterLayout):
         filters, bias = self._split(theta)
         tap_dim = filters.ndim - 3
         if self.separable:
-            v, h = filters.split((self.kh, self.kw), tap_dim)
-            if self.softmax:
-                v, h = v.softmax(tap_dim), h.softmax(tap_dim)
-            filters = (v.unsqueeze(tap_dim + 1) * h.unsqueeze(tap_dim)).flatten(tap_dim, tap_dim + 1)
-        elif self.softmax:
-            filters = filters.softmax(tap_dim)
-        return filters, bias
+            return separable_filters(*filters.split((self.kh, self.kw), tap_dim), self.softmax), bias
+        return (filters.softmax(tap_dim) if self.softmax else filters), bias
+
+    def filter_with(self, x: Tensor, filters: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """Apply filters and bias from :meth:`split` to ``x (B, C, H, W)``."""
+        return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias)
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         if theta.ndim != 4 or theta.shape[0] != x.shape[0] or theta.shape[2:] != x.shape[2:]:
             raise ValueError(f"theta must be (B, {self.theta_channels}, H, W) matching x "
                              f"{tuple(x.shape)}; got {tuple(theta.shape)}")
-        filters, bias = self._split(theta)
-        if self.separable:
-            v, h = filters.split((self.kh, self.kw), filters.ndim - 3)
-            return separable_local_filter(x, v, h, softmax=self.softmax, bias=bias)
-        return dynamic_local_filter(x, filters, (self.kh, self.kw), softmax=self.softmax, bias=bias)
+        return self.filter_with(x, *self.split(theta))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", separable={self.separable}"

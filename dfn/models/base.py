@@ -13,16 +13,12 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from dfn.errors import CheckpointMismatch, ConfigError
+
+__all__ = ["CheckpointMismatch", "ConfigError", "DFNModule", "adam"]
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the key and the fix."""
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint written by a different model than the one configured."""
 
 
 def adam(params: Iterable[nn.Parameter]) -> Optimizer:

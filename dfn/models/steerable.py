@@ -43,12 +43,7 @@ class SteerableFilterModel(DFNModule):
         if kernel_size < 1:
             raise ConfigError(f"model.kernel_size must be >= 1, got {kernel_size}")
         self.filter_layer = DynamicConv(kernel_size)
-        produced = getattr(net, "out_channels", None)
-        if produced != self.filter_layer.theta_channels:
-            raise ConfigError(
-                f"model.kernel_size {kernel_size} needs {self.filter_layer.theta_channels} filter "
-                f"values per angle, but model.net produces {produced}: set the net's out_channels "
-                f"to {self.filter_layer.theta_channels} or kernel_size to match the net")
+        self.filter_layer.check_generator(net, f"model.kernel_size {kernel_size}", "angle")
         self.check_optimizer()
 
     def filters(self, angle: Tensor) -> Tensor:

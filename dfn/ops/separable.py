@@ -18,6 +18,21 @@ from torch import Tensor
 from dfn.ops.local_filter import dynamic_local_filter
 
 
+def separable_filters(vertical: Tensor, horizontal: Tensor, softmax: bool = False) -> Tensor:
+    """Factors ``(..., kh, H, W)`` and ``(..., kw, H, W)`` (tap dim third from the end) -> the
+    full per-pixel filters ``(..., kh*kw, H, W)``: their outer product, each factor softmaxed first
+    if ``softmax``."""
+    if vertical.ndim not in (4, 6) or vertical.ndim != horizontal.ndim:
+        raise ValueError("vertical and horizontal must both be (B, taps, H, W) or both "
+                         f"(B, n, C, taps, H, W); got {tuple(vertical.shape)} and "
+                         f"{tuple(horizontal.shape)}")
+    tap_dim = vertical.ndim - 3
+    if softmax:
+        vertical, horizontal = torch.softmax(vertical, tap_dim), torch.softmax(horizontal, tap_dim)
+    full = vertical.unsqueeze(tap_dim + 1) * horizontal.unsqueeze(tap_dim)  # (..., kh, kw, H, W)
+    return full.flatten(tap_dim, tap_dim + 1)
+
+
 def separable_local_filter(x: Tensor, vertical: Tensor, horizontal: Tensor, *,
                            softmax: bool = False, bias: Optional[Tensor] = None) -> Tensor:
     """Filter every pixel with the outer product of its vertical and horizontal filter.
@@ -31,13 +46,6 @@ def separable_local_filter(x: Tensor, vertical: Tensor, horizontal: Tensor, *,
     Returns:
         ``(B, C, H, W)`` for the shared form, ``(B, n, H, W)`` for the general form.
     """
-    if vertical.ndim not in (4, 6) or vertical.ndim != horizontal.ndim:
-        raise ValueError("vertical and horizontal must both be (B, taps, H, W) or both "
-                         f"(B, n, C, taps, H, W); got {tuple(vertical.shape)} and "
-                         f"{tuple(horizontal.shape)}")
-    tap_dim = vertical.ndim - 3
-    if softmax:
-        vertical, horizontal = torch.softmax(vertical, tap_dim), torch.softmax(horizontal, tap_dim)
-    kh, kw = vertical.shape[tap_dim], horizontal.shape[tap_dim]
-    full = vertical.unsqueeze(tap_dim + 1) * horizontal.unsqueeze(tap_dim)  # (..., kh, kw, H, W)
-    return dynamic_local_filter(x, full.flatten(tap_dim, tap_dim + 1), (kh, kw), bias=bias)
+    full = separable_filters(vertical, horizontal, softmax)
+    kernel = (vertical.shape[-3], horizontal.shape[-3])
+    return dynamic_local_filter(x, full, kernel, bias=bias)

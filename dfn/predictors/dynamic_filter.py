@@ -32,12 +32,8 @@ class DynamicFilterPredictor(nn.Module):
         super().__init__()
         self.net, self.context_frames = net, context_frames
         self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels)
-        produced = getattr(net, "out_channels", None)
-        if produced != self.filter.theta_channels:
-            raise ValueError(f"the filter layer ({kernel_size}x{kernel_size}, bias_channels "
-                             f"{bias_channels}) needs {self.filter.theta_channels} channels from the "
-                             f"net, which produces {produced}: set the net's head[-1] to "
-                             f"{self.filter.theta_channels}")
+        self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
+                                    "pixel")
 
     def forward(self, observed: Tensor, future: int, return_filters: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
@@ -51,7 +47,8 @@ class DynamicFilterPredictor(nn.Module):
             history = (history + [frame])[-self.context_frames:]
             theta, hidden = self.net(torch.cat(history, dim=1), hidden)
             if t >= T_in - 1:                           # steps before only update the state
-                predictions.append(self.filter(frame, theta))
+                step_filters, bias = self.filter.split(theta)
+                predictions.append(self.filter.filter_with(frame, step_filters, bias))
                 if return_filters:
-                    filters.append(self.filter.split(theta)[0])
+                    filters.append(step_filters)
         return torch.stack(predictions, 1), (torch.stack(filters, 1) if return_filters else None)
