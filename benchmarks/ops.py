@@ -4,10 +4,12 @@ Prints JSON. For each (C, kernel): forward and forward+backward median times, by
 for backward, and the op's bandwidth lower bound (bytes it must read and write / measured copy
 bandwidth) with each implementation's ratio to it. Implementations: ``unfold_reference``,
 ``ours_fused`` (the C kernel, the default on CPU), ``ours_portable`` (the pure-PyTorch path), and
-with ``--compile`` the reference and the portable path under ``torch.compile``.
+with ``--compile`` the reference and the portable path under ``torch.compile``. ``--device cuda``
+times the GPU (the fused C kernel is CPU-only, so it is left out there).
 
     python benchmarks/ops.py                      # B=16, 64x64, C in {1, 3}, 9x9 / 11x11 / 13x1
     python benchmarks/ops.py --compile            # also torch.compile'd variants (slow to compile)
+    python benchmarks/ops.py --device cuda        # on a GPU
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ def _measure(op: Op, x: torch.Tensor, f: torch.Tensor, kernel: tuple[int, int], 
     def forward_backward():
         torch.autograd.grad(op(x, f, kernel), (x, f), dout)
 
-    return {"forward_ms": 1e3 * median_seconds(forward, repeats),
-            "forward_backward_ms": 1e3 * median_seconds(forward_backward, repeats),
+    return {"forward_ms": 1e3 * median_seconds(forward, repeats, device=x.device),
+            "forward_backward_ms": 1e3 * median_seconds(forward_backward, repeats, device=x.device),
             "saved_for_backward_bytes": saved_tensor_bytes(lambda: op(x, f, kernel))}
 
 
@@ -59,13 +61,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
 
     implementations: dict[str, tuple[Op, bool]] = {            # name: (op, fused kernel on)
         "unfold_reference": (local_filter_reference, False),
         "ours_fused": (dynamic_local_filter, True),
         "ours_portable": (dynamic_local_filter, False)}
+    if device.type != "cpu":
+        del implementations["ours_fused"]                       # the C kernel is CPU-only
     if args.compile:  # one compilation per (shape, grad mode): 12 per op, past dynamo's default of 8
         torch._dynamo.config.recompile_limit = 64
         implementations["unfold_reference_compiled"] = (
@@ -73,8 +79,9 @@ def main() -> None:
         implementations["ours_portable_compiled"] = (
             torch.compile(dynamic_local_filter, dynamic=False), False)
 
-    bandwidth = copy_bandwidth()
+    bandwidth = copy_bandwidth(device=device)
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "fused_kernel_built": cpu_kernel.library() is not None,
                           "copy_bandwidth_GBps": bandwidth / 1e9},
@@ -82,8 +89,8 @@ def main() -> None:
               "repeats": args.repeats, "statistic": "median", "cases": []}
     for channels in (1, 3):
         for kernel in ((9, 9), (11, 11), (13, 1)):
-            x = torch.randn(args.batch, channels, args.size, args.size)
-            f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size)
+            x = torch.randn(args.batch, channels, args.size, args.size, device=device)
+            f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size, device=device)
             bound = {k: v / bandwidth * 1e3 for k, v in bound_bytes(x, f).items()}
             case = {"channels": channels, "kernel": list(kernel),
                     "input_plus_filter_bytes": x.nbytes + f.nbytes,
@@ -97,7 +104,7 @@ def main() -> None:
                 name: ref_ms / case[name]["forward_backward_ms"] for name in implementations}
             report["cases"].append(case)
     print(json.dumps(report, indent=2))
-    if not report["machine"]["fused_kernel_built"]:
+    if device.type == "cpu" and not report["machine"]["fused_kernel_built"]:
         print("warning: the fused kernel was not built; ours_fused ran the portable path",
               file=sys.stderr)
 

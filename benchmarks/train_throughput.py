@@ -9,6 +9,10 @@ predictor; the compilation happens in the warm-up steps, which are timed separat
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
+    python benchmarks/train_throughput.py --device cuda --warmup 5 --steps 50 --profile   # on a GPU
+
+On a GPU, ``--precision bf16`` runs the steps under ``torch.autocast`` (as ``bf16-mixed``), peak
+memory is the CUDA allocator's peak, and the profile is by GPU kernel time.
 """
 from __future__ import annotations
 
@@ -22,55 +26,75 @@ import time
 
 import torch
 
+from dfn.profiling import synchronize
+
 MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
           "conv_lstm": ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]}
 
 
-def build(config_args: list[str], batch_size: int, compile: bool):
+def build(config_args: list[str], batch_size: int, compile: bool, device: torch.device):
     from dfn.cli import DfnCLI
     cli = DfnCLI(args=[*config_args, "--data.init_args.batch_size", str(batch_size),
                        "--trainer.logger", "false", "--model.init_args.compile", str(compile).lower()],
                  run=False)
     model, data = cli.model, cli.datamodule
-    model.setup("fit")                                   # compiles when asked
+    model.to(device).setup("fit")                        # compiles when asked
     batch = data._train_batch(torch.Generator().manual_seed(0))
-    return model, batch
+    return model, {key: value.to(device) for key, value in batch.items()}
 
 
-def step(model, optimizer, batch) -> None:
+def step(model, optimizer, batch, autocast: torch.autocast) -> None:
     optimizer.zero_grad(set_to_none=True)
-    model.training_step(batch, 0).backward()
+    with autocast:
+        loss = model.training_step(batch, 0)
+    loss.backward()
     optimizer.step()
 
 
-def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: bool) -> dict:
-    model, batch = build(MODELS[name], batch_size, compile)
+def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: bool,
+            device: torch.device, precision: str) -> dict:
+    model, batch = build(MODELS[name], batch_size, compile, device)
     model.log = lambda *a, **k: None                    # no trainer attached
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     start = time.perf_counter()
     for _ in range(warmup):
-        step(model, optimizer, batch)
+        step(model, optimizer, batch, autocast)
+    synchronize(device)
     warmup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
-        step(model, optimizer, batch)
+        step(model, optimizer, batch, autocast)
+    synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    result = {"model": name, "compiled": compile, "warmup_steps": warmup,
+    result = {"model": name, "compiled": compile, "precision": precision, "warmup_steps": warmup,
               "warmup_seconds": warmup_seconds, "parameters": sum(p.numel() for p in model.parameters()),
               "batch_size": batch_size, "timed_steps": steps, "seconds_per_iteration": seconds,
               "iterations_per_second": 1 / seconds,
               "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        result["peak_gpu_memory_MB"] = torch.cuda.max_memory_allocated(device) / 2**20
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            step(model, optimizer, batch)
-        total = sum(e.self_cpu_time_total for e in prof.key_averages())
-        top = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-        result["profile_one_step"] = {
-            "self_cpu_ms_total": total / 1e3,
-            "top_ops": [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3,
-                         "share": e.self_cpu_time_total / total, "calls": e.count} for e in top]}
+        result["profile_one_step"] = profile_step(model, optimizer, batch, autocast, device)
     return result
+
+
+def profile_step(model, optimizer, batch, autocast: torch.autocast, device: torch.device) -> dict:
+    """Top operators of one training step by self time (CPU time, or GPU kernel time on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    with torch_profile(activities=activities) as prof:
+        step(model, optimizer, batch, autocast)
+        synchronize(device)
+    attr = "self_device_time_total" if gpu else "self_cpu_time_total"
+    events = prof.key_averages()
+    total = sum(getattr(e, attr) for e in events)
+    top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:12]
+    unit = "self_gpu_ms" if gpu else "self_cpu_ms"
+    return {f"{unit}_total": total / 1e3,
+            "top_ops": [{"op": e.key, unit: getattr(e, attr) / 1e3, "share": getattr(e, attr) / total,
+                         "calls": e.count} for e in top]}
 
 
 def main() -> None:
@@ -80,23 +104,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="profile one DFN training step")
     parser.add_argument("--compile", action="store_true", help="also measure with torch.compile")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32",
+                        help="32 (float32; TF32 convolutions on NVIDIA GPUs) or bf16 autocast")
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.batch_size, args.warmup, args.steps,
-                                 args.profile and args.only == "dfn" and not args.compiled, args.compiled)))
+                                 args.profile and args.only == "dfn" and not args.compiled, args.compiled,
+                                 torch.device(args.device), args.precision)))
         return
     results = []
     for compiled in ([False, True] if args.compile else [False]):
         for name in MODELS:
             cmd = [sys.executable, __file__, "--only", name, "--batch_size", str(args.batch_size),
-                   "--warmup", str(args.warmup), "--steps", str(args.steps)]
+                   "--warmup", str(args.warmup), "--steps", str(args.steps),
+                   "--device", args.device, "--precision", args.precision]
             cmd += (["--profile"] if args.profile else []) + (["--compiled"] if compiled else [])
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     print(json.dumps({"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                                  "threads": torch.get_num_threads(), "device": "cpu"},
+                                  "threads": torch.get_num_threads(),
+                                  "device": (torch.cuda.get_device_name(args.device)
+                                             if args.device.startswith("cuda") else "cpu")},
                       "models": results}, indent=2))
 
 

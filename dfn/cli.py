@@ -3,7 +3,8 @@
 What it adds to LightningCLI:
 
 * ``--run_dir`` (config value): one folder per run holding ``config.yaml``, ``checkpoints/``
-  (``last.ckpt`` and the best by ``--checkpoint.monitor``), ``wandb/`` and ``figures/``.
+  (``last.ckpt`` and the best by ``--checkpoint.monitor``), ``wandb/``, ``figures/`` and, after
+  ``test``, ``test_results_step<N>.json``.
 * Weights & Biases by default, offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set.
 * ``fit --ckpt_path last`` (or a path) resumes the run exactly and continues its W&B run; a fresh
   ``fit`` refuses a run directory that already holds checkpoints instead of overwriting them.
@@ -27,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from dfn.callbacks import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
+from dfn.callbacks import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter, WandbRunId
 from dfn.errors import CheckpointMismatch, ConfigError
 from dfn.models.base import DFNModule
 
@@ -51,7 +52,7 @@ class DfnCLI(LightningCLI):
             parser_kwargs={"parser_mode": "omegaconf", "prog": "python -m dfn"},
             trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "dfn"}},
                               "max_epochs": -1, "use_distributed_sampler": False,
-                              "callbacks": [WandbRunId(), StopOnNonFiniteLoss()]},
+                              "callbacks": [WandbRunId(), StopOnNonFiniteLoss(), TestResultsWriter()]},
             auto_configure_optimizers=False, args=args, run=run)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -66,11 +67,13 @@ class DfnCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         run_dir = Path(config.run_dir)
-        logger = config.trainer.logger
-        if isinstance(logger, Namespace) and logger.class_path == WANDB_LOGGER:
-            if logger.init_args.get("save_dir") in (None, "."):
+        loggers = config.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if not isinstance(logger, Namespace):
+                continue
+            if logger.init_args.get("save_dir") in (None, "."):   # every logger writes into the run
                 logger.init_args.save_dir = str(run_dir)
-            if logger.init_args.get("name") is None:
+            if logger.class_path == WANDB_LOGGER and logger.init_args.get("name") is None:
                 logger.init_args.name = run_dir.name
         _check_writable(run_dir)
         if self.subcommand == "fit":

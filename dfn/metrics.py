@@ -3,7 +3,8 @@
 * ``bce``: binary cross-entropy summed over the pixels of a frame (the paper's Table 1 number,
   averaged over predicted frames and sequences); predictions are clipped to [eps, 1 - eps].
 * ``mse`` / ``mae``: squared / absolute error summed over the pixels of a frame (OpenSTL's tables).
-* ``ssim`` / ``psnr``: torchmetrics, data range 1, per frame.
+* ``ssim`` / ``psnr``: torchmetrics, data range 1, per frame; a frame predicted exactly (mean
+  squared error below 1e-10) counts as 100 dB instead of infinity, so that means stay finite.
 
 :class:`FrameCurves` accumulates each metric per predicted time step (synced across DDP ranks);
 its means over steps are the headline numbers.
@@ -11,18 +12,20 @@ its means over steps are the headline numbers.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 NAMES = ("bce", "mse", "mae", "ssim", "psnr")
+PSNR_CAP_DB = 100.0  # = 10 log10(1 / 1e-10): an exact frame instead of +inf
 
 
 def frame_bce(prediction: Tensor, target: Tensor, eps: float = 1e-7) -> Tensor:
-    """``(B, T, C, H, W)`` -> binary cross-entropy summed over each frame ``(B, T)``."""
-    p = prediction.clamp(eps, 1 - eps)
-    return F.binary_cross_entropy(p, target, reduction="none").sum((2, 3, 4))
+    """``(B, T, C, H, W)`` -> binary cross-entropy summed over each frame ``(B, T)``, in float32
+    at least (written out, not ``F.binary_cross_entropy``, which CUDA autocast refuses)."""
+    dtype = torch.promote_types(prediction.dtype, torch.float32)
+    p, t = prediction.to(dtype).clamp(eps, 1 - eps), target.to(dtype)
+    return -(t * p.log() + (1 - t) * (1 - p).log()).sum((2, 3, 4))
 
 
 def frame_se(prediction: Tensor, target: Tensor) -> Tensor:
@@ -36,7 +39,7 @@ def frame_metrics(prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
     frames_p, frames_t = prediction.flatten(0, 1).clamp(0, 1), target.flatten(0, 1)
     ssim = structural_similarity_index_measure(frames_p, frames_t, data_range=1.0, reduction="none")
     psnr = peak_signal_noise_ratio(frames_p, frames_t, data_range=1.0, reduction="none",
-                                   dim=(1, 2, 3))
+                                   dim=(1, 2, 3)).clamp(max=PSNR_CAP_DB)
     return {"bce": frame_bce(prediction, target), "mse": frame_se(prediction, target),
             "mae": (prediction - target).abs().sum((2, 3, 4)),
             "ssim": ssim.view(B, T), "psnr": psnr.view(B, T)}

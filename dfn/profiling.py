@@ -22,20 +22,30 @@ def saved_tensor_bytes(build_graph: Callable[[], object]) -> int:
     return sum(storages.values())
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued GPU work on ``device`` (a no-op on the CPU), so wall times are real."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3,
+                   device: torch.device | str = "cpu") -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs; work on
+    a GPU ``device`` is synchronised before each clock reading."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         fn()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 20) -> float:
-    """Memory copy bandwidth in bytes/s: (bytes read + bytes written) / median copy time."""
-    src = torch.ones(nbytes // 4)
+def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 20, device: torch.device | str = "cpu") -> float:
+    """Memory copy bandwidth of ``device`` in bytes/s: (bytes read + bytes written) / median copy time."""
+    src = torch.ones(nbytes // 4, device=device)
     dst = torch.empty_like(src)
-    return 2 * nbytes / median_seconds(lambda: dst.copy_(src), repeats)
+    return 2 * nbytes / median_seconds(lambda: dst.copy_(src), repeats, device=device)

@@ -1,4 +1,5 @@
 """Moving MNIST: bouncing physics, digits, cached test sets, the video model and its metrics."""
+import json
 import math
 
 import numpy as np
@@ -88,6 +89,7 @@ def test_copy_last_frame_baseline_and_metrics():
     assert torch.equal(prediction, frames[:, 1:2].expand(3, 3, 1, 16, 16))
     metrics = frame_metrics(frames[:, 2:], frames[:, 2:])
     assert torch.all(metrics["mse"] == 0) and torch.allclose(metrics["ssim"], torch.ones(3, 3))
+    assert torch.all(metrics["psnr"] == 100.0)                  # an exact frame: capped, not inf
     target = (torch.rand(1, 1, 1, 4, 4) > 0.5).float()
     half = torch.full_like(target, 0.5)
     torch.testing.assert_close(frame_bce(half, target), torch.full((1, 1), 16 * math.log(2)))
@@ -130,6 +132,12 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
     results = tested.model.test_results
     assert len(results) == 3 and len(results[0]["bce"]) == 2          # 2-, 1- and 3-digit sets
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
+    written = json.loads((tmp_path / "a/test_results_step0000004.json").read_text())
+    assert written["global_step"] == 4 and written["curves"] == results
+    assert written["metrics"]["test2/bce"] == pytest.approx(np.mean(results[2]["bce"]), rel=1e-5)
+    DfnCLI(args=["test", *tiny, "--run_dir", str(tmp_path / "a"),           # a second test keeps the first
+                 "--ckpt_path", str(tmp_path / "a/checkpoints/last.ckpt")])
+    assert (tmp_path / "a/test_results_step0000004.1.json").is_file()
     del straight
 
 

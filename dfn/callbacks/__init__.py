@@ -1,7 +1,8 @@
 """Callbacks: run bookkeeping (W&B id, configs) and each experiment's pictures and writers."""
+from dfn.callbacks.results import TestResultsWriter
 from dfn.callbacks.run import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
 from dfn.callbacks.steerable import FilterPNGWriter, SteerableFigure
 from dfn.callbacks.video import VideoPictures, VideoPredictionWriter
 
 __all__ = ["FilterPNGWriter", "NonFiniteLoss", "RunConfigSaver", "SteerableFigure",
-           "StopOnNonFiniteLoss", "VideoPictures", "VideoPredictionWriter", "WandbRunId"]
+           "StopOnNonFiniteLoss", "TestResultsWriter", "VideoPictures", "VideoPredictionWriter", "WandbRunId"]

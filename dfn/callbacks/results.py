@@ -1,0 +1,43 @@
+"""``test`` results on disk: every test metric and per-step curve, as JSON in the run directory."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from dfn.callbacks.outputs import run_folder
+
+
+def free_path(path: Path) -> Path:
+    """``path``, or ``<stem>.<n><suffix>`` with the first free ``n``: old results are never replaced."""
+    n, candidate = 0, path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    return candidate
+
+
+def checkpoint_step(path: str) -> Optional[int]:
+    """The training step a checkpoint was saved at (``test`` does not restore it into the trainer)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
+
+
+class TestResultsWriter(Callback):
+    """After ``test``: ``<run_dir>/test_results_step<N>.json`` with the checkpoint, its step, every
+    logged ``test*`` metric and, where the model keeps them (``test_results``), its per-step curves."""
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()
+                   if key.split("/")[0].startswith("test")}
+        step = checkpoint_step(trainer.ckpt_path) if trainer.ckpt_path else trainer.global_step
+        report = {"checkpoint": trainer.ckpt_path, "global_step": step,
+                  "model": type(pl_module).__qualname__, "metrics": metrics,
+                  "curves": getattr(pl_module, "test_results", None)}
+        path = free_path(run_folder(trainer, f"test_results_step{step:07d}.json"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
