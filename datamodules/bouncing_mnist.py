@@ -202,14 +202,6 @@ class BouncingMNISTDataModule(StreamDataModule):
         return {"frames": torch.from_numpy(seq.astype(np.float32) / 255.0)[:, :, None]}
 
 
-    def _shard(self, dataset: Dataset) -> Dataset:
-        """This rank's share (every world_size-th sequence, no padding), so that metric sums
-        synced across ranks equal the single-process ones."""
-        trainer = self.trainer
-        if trainer is None or trainer.world_size == 1:
-            return dataset
-        return Subset(dataset, range(trainer.global_rank, len(dataset), trainer.world_size))
-
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._shard(self.val_set), batch_size=self.batch_size, num_workers=self.num_workers)
 

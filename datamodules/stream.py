@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 Batch = dict[str, torch.Tensor]
 HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out data is never trained on
@@ -105,3 +105,11 @@ class StreamDataModule(LightningDataModule):
         return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
                             sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
                             num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _shard(self, dataset: Dataset) -> Dataset:
+        """This rank's share of a held-out set (every world_size-th item, no padding), so that
+        metric sums synced across ranks equal the single-process ones."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return dataset
+        return Subset(dataset, range(trainer.global_rank, len(dataset), trainer.world_size))

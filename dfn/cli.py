@@ -198,11 +198,16 @@ def _checkpoint_entries(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m dfn``: runs the CLI; configuration mistakes exit with status 2
-    and one line ``dfn: error: ...`` instead of a traceback."""
+    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.pack`); configuration
+    mistakes exit with status 2 and one line ``dfn: error: ...`` instead of a traceback."""
     default_wandb_mode()
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        DfnCLI(args=args)
+        if argv[:1] == ["pack"]:                      # not a Lightning stage: video / images -> HDF5
+            from dfn.pack import main as pack
+            pack(argv[1:])
+        else:
+            DfnCLI(args=args)
     except Exception as error:
         cause = _user_error(error)
         if cause is None:

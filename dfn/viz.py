@@ -119,6 +119,21 @@ def flow_image(flow: Tensor, max_magnitude: Optional[float] = None, scale: int =
     return _upscale((rgb * 255).round().astype(np.uint8), scale)
 
 
+def disparity_image(disparity: Tensor, max_disparity: float, scale: int = 2) -> np.ndarray:
+    """Horizontal shift ``(H, W)`` in pixels -> RGB from blue (0, far) through green and yellow
+    to red (``max_disparity``, near); negative shifts (not expected in rectified stereo) are black."""
+    d = disparity.detach().double().cpu().numpy()
+    t = np.clip(d / max(max_disparity, 1e-12), 0, 1)
+    rgb = _hsv_to_rgb((1 - t) * 2 / 3, np.ones_like(t), np.where(d < 0, 0.0, 1.0))
+    return _upscale((rgb * 255).round().astype(np.uint8), scale)
+
+
+def disparity_bar(height: int, width: int) -> np.ndarray:
+    """The legend of :func:`disparity_image`: 0 at the left to the maximum at the right."""
+    ramp = torch.linspace(0, 1, width, dtype=torch.float64).expand(height, width)
+    return disparity_image(ramp, 1.0, scale=1)
+
+
 def color_wheel(size: int = 64) -> np.ndarray:
     """The legend of :func:`flow_image`: motion (dy, dx) at each point of a disc, radius = limit."""
     r = torch.linspace(-1, 1, size, dtype=torch.float64)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from dfn.layers import DynamicLocalFilter
+from dfn.ops import KernelSize
 
 
 class DynamicFilterPredictor(nn.Module):
@@ -21,13 +22,14 @@ class DynamicFilterPredictor(nn.Module):
     Args:
         net: recurrent filter generator, ``net(x, hidden) -> (theta, hidden)`` with
             ``x (B, context_frames * C, H, W)`` and ``theta (B, filter.theta_channels, H, W)``.
-        kernel_size: filter size (9 for Moving MNIST, 11 for highway driving).
+        kernel_size: filter size: ``k`` for k x k (9 Moving MNIST, 11 highway driving) or
+            ``[kh, kw]`` (``[1, 13]``: the horizontal filters of stereo prediction).
         softmax: normalise filters over their taps (the paper does).
         bias_channels: 0, or 1 for the dynamic per-pixel bias (highway driving).
         context_frames: frames the generator sees at once (1 for Moving MNIST, 2 for highway).
     """
 
-    def __init__(self, net: nn.Module, kernel_size: int = 9, softmax: bool = True,
+    def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, softmax: bool = True,
                  bias_channels: int = 0, context_frames: int = 1) -> None:
         super().__init__()
         self.net, self.context_frames = net, context_frames

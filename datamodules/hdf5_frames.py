@@ -1,0 +1,168 @@
+"""Highway driving (paper 4.2) and stereo (paper 4.3) data streamed from dfn's HDF5 schema.
+
+Both experiments read the same kind of file (:mod:`datamodules.frame_file`): the first
+``train_fraction`` of the frames train and the rest test, as the paper (16,000 + 4,000 frames),
+or explicit ``train_frames`` / ``test_frames`` ranges. A sample never crosses the split.
+
+* :class:`VideoHDF5DataModule`: ``frames``; samples are segments of ``frames_in + frames_out``
+  consecutive frames (3 + 3). Batches ``{"frames": (B, T, C, H, W), "index": (B,)}``.
+* :class:`StereoHDF5DataModule`: ``left`` / ``right``; samples are one frame of each view.
+  Batches ``{"frames": (B, 2, C, H, W), "index": (B,)}`` with the left view first, so that the
+  video model with 1 frame in and 1 out predicts the right view from the left.
+
+Training draws random samples from the training range as an endless seeded stream (resumable, a
+pure function of seed, rank and step; :mod:`datamodules.stream`). ``test`` walks the test range
+in order (a segment every ``test_stride`` frames); validation uses ``val_samples`` of those,
+evenly spaced (the paper has no separate validation split). ``index`` is a sample's first frame.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from datamodules.frame_file import FrameFile, FrameFileError, FrameTransform, split_ranges
+from datamodules.stream import Batch, StreamDataModule
+
+
+class FrameSamples(Dataset):
+    """Sample ``i`` = frames ``starts[i] : starts[i] + length`` of every dataset of ``source``,
+    concatenated along time: ``{"frames": (views * length, C, H, W), "index": start}``."""
+
+    def __init__(self, source: FrameFile, starts: Sequence[int], length: int) -> None:
+        self.source, self.starts, self.length = source, list(starts), length
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> Batch:
+        start = self.starts[i]
+        return {"frames": torch.cat(self.source.read(start, start + self.length)),
+                "index": torch.tensor(start)}
+
+
+class HDF5DataModule(StreamDataModule):
+    """Shared by the video and stereo DataModules; subclasses set ``datasets`` (HDF5 names)
+    and ``sample_frames`` (consecutive frames per sample).
+
+    Args:
+        path: the HDF5 file (``python -m dfn pack`` makes one).
+        crop, size, grayscale: :class:`datamodules.frame_file.FrameTransform` (default: the
+            whole frame, resized to 64x64, grayscale, as the paper).
+        train_fraction: leading share of the frames that trains (0.8); or
+        train_frames, test_frames: explicit ``[start, stop)`` frame ranges.
+        batch_size, batches_per_epoch: training batches and the length of an epoch.
+        test_stride: frames between consecutive test samples (default: one sample length, so
+            test samples do not overlap).
+        val_samples: validation samples, evenly spaced over the test walk.
+        predict_samples: ``predict`` runs on the first samples of the test walk.
+        seed, num_workers: data seed (``None`` = the global seed) and DataLoader workers.
+    """
+
+    datasets: tuple[str, ...] = ()
+
+    def __init__(self, path: str, sample_frames: int, crop: Optional[list[int]] = None,
+                 size: Optional[list[int]] = (64, 64), grayscale: bool = True, train_fraction: float = 0.8,
+                 train_frames: Optional[list[int]] = None, test_frames: Optional[list[int]] = None,
+                 batch_size: int = 16, batches_per_epoch: int = 200, test_stride: Optional[int] = None,
+                 val_samples: int = 256, predict_samples: int = 8, seed: Optional[int] = None,
+                 num_workers: int = 0) -> None:
+        super().__init__(seed, batches_per_epoch, num_workers)
+        for name, value in (("batch_size", batch_size), ("val_samples", val_samples),
+                            ("predict_samples", predict_samples), ("test_stride", test_stride or 1)):
+            if value < 1:
+                raise FrameFileError(f"data.{name} must be >= 1, got {value}")
+        try:
+            transform = FrameTransform(crop, size, grayscale)
+            self.source = FrameFile(path, self.datasets, transform)
+            self.train_range, self.test_range = split_ranges(self.source.length, train_fraction,
+                                                             train_frames, test_frames)
+        except FrameFileError:
+            raise
+        except ValueError as error:
+            raise FrameFileError(f"data: {error}") from error
+        self.sample_frames, self.batch_size = sample_frames, batch_size
+        for name, frames in (("training", self.train_range), ("test", self.test_range)):
+            if len(frames) < sample_frames:
+                raise FrameFileError(
+                    f"{self.source.path}: the {name} range (frames {frames.start}-{frames.stop}) holds "
+                    f"{len(frames)} frames, fewer than one sample of {sample_frames}; use a longer "
+                    "recording, fewer frames per sample, or other train_frames / test_frames")
+        stride = test_stride or sample_frames
+        self.test_starts = list(range(self.test_range.start, self.test_range.stop - sample_frames + 1, stride))
+        picks = torch.linspace(0, len(self.test_starts) - 1, min(val_samples, len(self.test_starts)))
+        self.val_starts = sorted({self.test_starts[int(i)] for i in picks.round().long()})
+        self.predict_samples = predict_samples
+
+    @property
+    def channels(self) -> int:
+        """Channels of a batch's frames (1 if grayscale)."""
+        return self.source.transform.channels(self.source.frame_shape[-1])
+
+    def _train_batch(self, generator: torch.Generator) -> Batch:
+        last_start = self.train_range.stop - self.sample_frames
+        starts = torch.randint(self.train_range.start, last_start + 1, (self.batch_size,), generator=generator)
+        samples = FrameSamples(self.source, starts.tolist(), self.sample_frames)
+        return {"frames": torch.stack([samples[i]["frames"] for i in range(len(samples))]), "index": starts}
+
+    def _loader(self, starts: Sequence[int]) -> DataLoader:
+        dataset = self._shard(FrameSamples(self.source, starts, self.sample_frames))
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_starts)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_starts)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_starts[:self.predict_samples])
+
+    @property
+    def val_set(self) -> Dataset:
+        """The validation samples (pictures after validation use the first)."""
+        return FrameSamples(self.source, self.val_starts, self.sample_frames)
+
+    @property
+    def test_sets(self) -> list[Dataset]:
+        """The test walk, as a one-element list (pictures after ``test`` use its first sample)."""
+        return [FrameSamples(self.source, self.test_starts, self.sample_frames)]
+
+    def teardown(self, stage: str) -> None:
+        self.source.close()
+
+
+class VideoHDF5DataModule(HDF5DataModule):
+    """Highway driving: segments of ``frames_in + frames_out`` consecutive frames from ``frames``.
+
+    Args:
+        path: the HDF5 file with a ``frames`` dataset.
+        frames_in, frames_out: observed and predicted frames (3 + 3, as the paper).
+        **kwargs: see :class:`HDF5DataModule`.
+    """
+
+    datasets = ("frames",)
+
+    def __init__(self, path: str, frames_in: int = 3, frames_out: int = 3, **kwargs) -> None:
+        if frames_in < 1 or frames_out < 1:
+            raise FrameFileError(f"data.frames_in and data.frames_out must be >= 1, got {frames_in}, {frames_out}")
+        super().__init__(path, frames_in + frames_out, **kwargs)
+        self.save_hyperparameters()
+        self.frames_in, self.frames_out = frames_in, frames_out
+
+
+class StereoHDF5DataModule(HDF5DataModule):
+    """Stereo: one frame of ``left`` and of ``right`` per sample, left first; the test walk
+    visits every test frame unless ``test_stride`` says otherwise.
+
+    Args:
+        path: the HDF5 file with ``left`` and ``right`` datasets.
+        **kwargs: see :class:`HDF5DataModule`.
+    """
+
+    datasets = ("left", "right")
+
+    def __init__(self, path: str, **kwargs) -> None:
+        super().__init__(path, 1, **kwargs)
+        self.save_hyperparameters()

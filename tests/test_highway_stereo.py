@@ -1,0 +1,88 @@
+"""Highway driving and stereo prediction on generated HDF5 files: the paper's networks, learning,
+exact resume, and the stereo read-out against a known disparity."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dfn.cli import DfnCLI
+from hdf5_data import moving_texture, stereo_planes
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false"]
+NET = "--model.init_args.predictor.init_args.net.init_args."
+
+
+def highway_tiny(path: Path) -> list[str]:
+    """configs/highway.yaml at 32x32 with a few-channel net and 5x5 filters (+ bias)."""
+    return ["--config", str(ROOT / "configs/highway.yaml"), "--data.init_args.path", str(path),
+            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "8",
+            "--data.init_args.val_samples", "4", "--model.init_args.predictor.init_args.kernel_size", "5",
+            NET + "encoder", "[8, 16]", NET + "encoder_strides", "[1, 2]", NET + "decoder", "[16]",
+            NET + "upsampled", "[16]", NET + "head", "[16, 26]", NET + "image_size", "32",
+            "--trainer.val_check_interval", "50", "--checkpoint.every_n_train_steps", "1", *QUIET]
+
+
+def stereo_tiny(path: Path) -> list[str]:
+    """configs/stereo.yaml at 32x32 with a few-channel net; 1x13 filters + bias as the paper."""
+    return ["--config", str(ROOT / "configs/stereo.yaml"), "--data.init_args.path", str(path),
+            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "8",
+            "--data.init_args.val_samples", "4", NET + "encoder", "[8, 16, 16]", NET + "encoder_strides",
+            "[1, 2, 1]", NET + "untied_bias", "[2]", NET + "decoder", "[16]", NET + "upsampled", "[16]",
+            NET + "head", "[16, 14]", NET + "image_size", "32",
+            "--trainer.val_check_interval", "50", "--checkpoint.every_n_train_steps", "1", *QUIET]
+
+
+@pytest.mark.parametrize("config,make,parameters", [("highway", moving_texture, 368_122),
+                                                     ("stereo", stereo_planes, 464_494)])
+def test_paper_networks_from_the_configs(tmp_path, config, make, parameters):
+    path = make(tmp_path / "data.h5", size=64)
+    cli = DfnCLI(args=["--config", str(ROOT / f"configs/{config}.yaml"), "--data.init_args.path", str(path)],
+                 run=False)
+    assert sum(p.numel() for p in cli.model.parameters()) == parameters
+    batch = cli.datamodule._train_batch(torch.Generator().manual_seed(0))
+    prediction, filters = cli.model(batch["frames"][:, :cli.model.frames_in], return_filters=True)
+    assert prediction.shape == batch["frames"][:, cli.model.frames_in:].shape
+    assert filters.shape[2] == (121 if config == "highway" else 13)
+
+
+def test_highway_training_beats_copying_the_last_frame(tmp_path):
+    tiny = highway_tiny(moving_texture(tmp_path / "v.h5", frames=120, velocity=(1, 1)))
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "dfn"), "--trainer.max_steps", "150",
+                 "--model.init_args.optimizer.init_args.lr", "3e-3"])
+    DfnCLI(args=["test", *tiny, "--run_dir", str(tmp_path / "dfn"),
+                 "--ckpt_path", str(tmp_path / "dfn/checkpoints/last.ckpt")])
+    DfnCLI(args=["test", *tiny, "--config", str(ROOT / "configs/baselines/copy_last.yaml"),
+                 "--run_dir", str(tmp_path / "copy")])
+    dfn = json.loads((tmp_path / "dfn/test_results_step0000150.json").read_text())["metrics"]["test/mse"]
+    copy = json.loads((tmp_path / "copy/test_results_step0000000.json").read_text())["metrics"]["test/mse"]
+    assert dfn < 0.5 * copy, (dfn, copy)
+
+
+def test_stereo_read_out_has_the_sign_and_size_of_the_disparity(tmp_path):
+    """Planes at 2 px (top half) and 4 px (bottom half): the predicted disparity map says so."""
+    tiny = stereo_tiny(stereo_planes(tmp_path / "s.h5", frames=60, disparities=(2, 4)))
+    run = tmp_path / "run"
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(run), "--trainer.max_steps", "500",
+                 "--model.init_args.optimizer.init_args.lr", "3e-3"])
+    DfnCLI(args=["predict", *tiny, "--run_dir", str(run), "--data.init_args.predict_samples", "4",
+                 "--ckpt_path", str(run / "checkpoints/last.ckpt")])
+    maps = [np.load(p) for p in sorted((run / "predictions").glob("*_disparity.npy"))]
+    assert len(maps) == 4 and maps[0].shape == (32, 32) and maps[0].dtype == np.float32
+    inner = np.stack(maps)[:, :, 4:-4]                    # away from the zero-padded side borders
+    top, bottom = np.median(inner[:, 2:14]), np.median(inner[:, 18:30])
+    assert 1.5 < top < 2.5 and 3.5 < bottom < 4.5, (top, bottom)
+    assert len(list((run / "predictions").glob("*_disparity.png"))) == 4
+
+
+@pytest.mark.parametrize("make_args,make", [(highway_tiny, moving_texture), (stereo_tiny, stereo_planes)])
+def test_exact_resume(tmp_path, make_args, make):
+    tiny = make_args(make(tmp_path / "data.h5"))
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "a"), "--trainer.max_steps", "4"])
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "2"])
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4", "--ckpt_path", "last"])
+    a, b = (torch.load(tmp_path / d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
