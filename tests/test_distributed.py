@@ -1,5 +1,5 @@
 """Two CPU processes (DDP, gloo) through the CLI: training runs, ranks draw different data, and
-synced validation metrics equal the single-process values."""
+synced validation metrics equal the single-process values (Moving MNIST, highway, stereo)."""
 import csv
 import os
 import subprocess
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hdf5_data import moving_texture, stereo_planes
 from test_faults import TINY as STEERABLE_TINY
+from test_highway_stereo import highway_tiny, stereo_tiny
 from test_video import tiny_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +28,22 @@ def logged(folder: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
 
 
+def moving_mnist(tmp_path: Path) -> list[str]:
+    return tiny_args(tmp_path / "cache") + ["--data.init_args.val_sequences", "6"]
+
+
+def highway(tmp_path: Path) -> list[str]:
+    return highway_tiny(moving_texture(tmp_path / "v.h5", frames=60)) + ["--data.init_args.val_samples", "3"]
+
+
+def stereo(tmp_path: Path) -> list[str]:
+    return stereo_tiny(stereo_planes(tmp_path / "s.h5", frames=30)) + ["--data.init_args.val_samples", "5"]
+
+
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_train_and_validate_like_one(tmp_path):
-    tiny = tiny_args(tmp_path / "cache") + ["--data.init_args.val_sequences", "6"]
+@pytest.mark.parametrize("experiment", [moving_mnist, highway, stereo])
+def test_ddp_two_cpu_processes_train_and_validate_like_one(tmp_path, experiment):
+    tiny = experiment(tmp_path)
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
     run(["fit", *tiny, *ddp, "--run_dir", str(tmp_path / "fit"), "--trainer.max_steps", "2",
          "--trainer.logger", "false"])
