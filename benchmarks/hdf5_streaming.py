@@ -3,12 +3,12 @@
 For each size in ``--gigabytes`` it writes (once; kept in ``--folder``) a file of random RGB
 frames (incompressible, stored uncompressed, one chunk per frame), then draws training batches
 of the highway DataModule (random 6-frame segments, resized to 64x64 grayscale) through a
-DataLoader with ``--workers`` worker processes until it has read as many frames as the file
-holds. It reports the peak resident memory (RSS) of the main process and of the largest worker,
-and the read throughput. Flat memory means the peaks do not grow with the file size: frames are
+DataLoader with each of ``--workers`` worker counts until it has read as many frames as the file
+holds. It reports the peak resident memory (RSS) of the main process (sampled during the run,
+and its peak) and of the largest worker, and the read throughput. Flat memory means the peaks do not grow with the file size: frames are
 read per sample, and nothing holds the file in memory (the OS page cache is not RSS).
 
-    python benchmarks/hdf5_streaming.py --gigabytes 0.5 2.2 > results/hdf5_streaming.json
+    python benchmarks/hdf5_streaming.py --gigabytes 0.5 2.2 --workers 0 2 > results/hdf5_streaming.json
 """
 from __future__ import annotations
 
@@ -76,22 +76,24 @@ def main() -> None:
     parser.add_argument("--gigabytes", type=float, nargs="+", default=[0.5, 2.2])
     parser.add_argument("--side", type=int, default=256, help="stored frames are side x side RGB")
     parser.add_argument("--folder", default="data/bench", help="where the generated files are kept")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="DataLoader worker counts to measure (0: all reading in the main process)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(stream(args.child, args.workers, args.batch_size)))
+        print(json.dumps(stream(args.child, args.workers[0], args.batch_size)))
         return
     Path(args.folder).mkdir(parents=True, exist_ok=True)
     runs = []
     for gigabytes in args.gigabytes:
         info = make_file(Path(args.folder) / f"stream_{gigabytes:g}GB.h5", gigabytes, args.side)
-        out = subprocess.run([sys.executable, __file__, "--child", info["path"], "--workers", str(args.workers),
-                              "--batch_size", str(args.batch_size)], check=True, capture_output=True, text=True)
-        runs.append({**info, **json.loads(out.stdout.strip().splitlines()[-1])})
+        for workers in args.workers:
+            out = subprocess.run([sys.executable, __file__, "--child", info["path"], "--workers", str(workers),
+                                  "--batch_size", str(args.batch_size)], check=True, capture_output=True, text=True)
+            runs.append({**info, "workers": workers, **json.loads(out.stdout.strip().splitlines()[-1])})
     print(json.dumps({"machine": {"platform": platform.platform(), "memory_gb": _memory_gb()},
-                      "workers": args.workers, "batch_size": args.batch_size,
+                      "batch_size": args.batch_size,
                       "sample": "6 consecutive frames, resized to 64x64 grayscale", "runs": runs}, indent=2))
 
 

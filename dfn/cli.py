@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from dfn.callbacks import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter, WandbRunId
+from dfn.callbacks import LastCheckpoint, NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter, WandbRunId
 from dfn.errors import CheckpointMismatch, ConfigError
 from dfn.models.base import DFNModule
 
@@ -82,12 +82,13 @@ class DfnCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Adds the ``last.ckpt`` writer: every ``checkpoint.every_n_train_steps`` whether or not
         the monitored metric exists yet (Lightning defers a monitoring checkpoint until it does),
-        so a crash loses at most the steps since. The ``checkpoint`` group keeps the best ones."""
+        so a crash loses at most the steps since, and at the end of training (``max_time``).
+        The ``checkpoint`` group keeps the best ones."""
         trainer = super().instantiate_trainer(**kwargs)
         best = trainer.checkpoint_callback
         if best is not None:
             best.save_last = False
-            trainer.callbacks.append(ModelCheckpoint(
+            trainer.callbacks.append(LastCheckpoint(
                 dirpath=best.dirpath, save_top_k=0, save_last=True,
                 every_n_train_steps=best._every_n_train_steps,
                 train_time_interval=best._train_time_interval))

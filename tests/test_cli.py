@@ -34,6 +34,12 @@ def test_fit_writes_config_checkpoints_and_figures(tmp_path):
     assert "SteerableFilterModel" in saved and "max_steps: 4" in saved
 
 
+def test_last_checkpoint_also_when_training_stops_between_two_intervals(tmp_path):
+    fit(tmp_path / "run", 5, "--checkpoint.every_n_train_steps", "2")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 5                   # not 4: the steps after the last interval are kept
+
+
 def recorded(cli: DfnCLI) -> list:
     return next(c for c in cli.trainer.callbacks if isinstance(c, LossRecorder)).records
 

@@ -1,8 +1,8 @@
 """Callbacks: run bookkeeping (W&B id, configs) and each experiment's pictures and writers."""
 from dfn.callbacks.results import TestResultsWriter
-from dfn.callbacks.run import NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
+from dfn.callbacks.run import LastCheckpoint, NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
 from dfn.callbacks.steerable import FilterPNGWriter, SteerableFigure
 from dfn.callbacks.video import VideoPictures, VideoPredictionWriter
 
-__all__ = ["FilterPNGWriter", "NonFiniteLoss", "RunConfigSaver", "SteerableFigure",
+__all__ = ["FilterPNGWriter", "LastCheckpoint", "NonFiniteLoss", "RunConfigSaver", "SteerableFigure",
            "StopOnNonFiniteLoss", "TestResultsWriter", "VideoPictures", "VideoPredictionWriter", "WandbRunId"]

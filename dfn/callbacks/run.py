@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
@@ -52,3 +53,13 @@ class StopOnNonFiniteLoss(Callback):
                 f"{trainer.current_epoch}); training stopped before the update, checkpoints are "
                 f"untouched (last: {last}). Resume with --ckpt_path last and a lower learning rate, "
                 "or check the data for NaNs.")
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``last.ckpt`` every ``every_n_train_steps`` steps and once more when training ends
+    between two of them (``max_time`` reached, ``max_steps`` not a multiple), so a stopped run
+    keeps its last steps."""
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.global_step != self._last_global_step_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
