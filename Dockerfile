@@ -18,7 +18,7 @@ WORKDIR /dfn
 COPY pyproject.toml README.md ./
 COPY dfn dfn
 COPY datamodules datamodules
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[video]"
 COPY configs configs
 
 ENV WANDB_MODE=offline

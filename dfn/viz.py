@@ -36,6 +36,15 @@ def gray_image(image: Tensor, scale: int = 2) -> np.ndarray:
     return _upscale(np.stack([g] * 3, axis=-1), scale)
 
 
+def frame_image(frame: Tensor, scale: int = 2) -> np.ndarray:
+    """A video frame ``(C, H, W)`` in [0, 1] -> RGB: grey (min-max normalised) for one channel,
+    colour (clipped to [0, 1]) for three."""
+    if frame.shape[0] == 3:
+        rgb = (frame.detach().double().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+        return _upscale(rgb.astype(np.uint8), scale)
+    return gray_image(frame[0], scale)
+
+
 def grid(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] = (),
          column_labels: Sequence[str] = (), pad: int = 4) -> np.ndarray:
     """Tiles of equal size in rows, on white, with optional text labels left and on top."""
@@ -144,13 +153,14 @@ def color_wheel(size: int = 64) -> np.ndarray:
 
 
 def video_strips(observed: Tensor, future: Tensor, predicted: Tensor, scale: int = 1) -> np.ndarray:
-    """Figure 5: rows input / ground truth / prediction of one sequence, frames ``(T, 1, H, W)``."""
-    blank = np.full_like(gray_image(observed[0, 0], scale), 255)
+    """Figure 5: rows input / ground truth / prediction of one sequence, frames ``(T, C, H, W)``
+    with C = 1 (grey) or 3 (colour)."""
+    blank = np.full_like(frame_image(observed[0], scale), 255)
     n = max(len(observed), len(future))
     pad = lambda row: row + [blank] * (n - len(row))  # noqa: E731
-    return grid([pad([gray_image(f[0], scale) for f in observed]),
-                 pad([gray_image(f[0], scale) for f in future]),
-                 pad([gray_image(f[0].clamp(0, 1), scale) for f in predicted])],
+    return grid([pad([frame_image(f, scale) for f in observed]),
+                 pad([frame_image(f, scale) for f in future]),
+                 pad([frame_image(f.clamp(0, 1), scale) for f in predicted])],
                 row_labels=["input", "truth", "prediction"])
 
 

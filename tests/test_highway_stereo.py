@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from dfn.cli import DfnCLI
+from dfn.cli import DfnCLI, main
 from hdf5_data import moving_texture, stereo_planes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +87,17 @@ def test_exact_resume(tmp_path, make_args, make):
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4", "--ckpt_path", "last"])
     a, b = (torch.load(tmp_path / d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_colour_frames_need_matching_generator_channels(tmp_path, capsys):
+    """RGB data (grayscale: false): 2 context frames x 3 channels. The mismatch with the
+    configured 2 input channels is one clear line; with 6 it trains and draws colour pictures."""
+    tiny = highway_tiny(moving_texture(tmp_path / "rgb.h5", channels=3)) + ["--data.init_args.grayscale", "false"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *tiny, "--run_dir", str(tmp_path / "bad"), "--trainer.max_steps", "1"])
+    assert exit_info.value.code == 2 and "set the net's in_channels to 6" in capsys.readouterr().err
+    run = tmp_path / "good"
+    DfnCLI(args=["fit", *tiny, NET + "in_channels", "6", "--run_dir", str(run), "--trainer.max_steps", "2",
+                 "--trainer.val_check_interval", "2"])
+    strips = np.asarray(Image.open(run / "figures/val_strips_step0000002.png"))
+    assert (strips[..., 0] != strips[..., 1]).any()          # colour, not grey

@@ -17,13 +17,13 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder
-from dfn.viz import (color_wheel, disparity_bar, disparity_image, expected_shift, flow_image, gray_image,
+from dfn.viz import (color_wheel, disparity_bar, disparity_image, expected_shift, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
 
 def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filters: Optional[Tensor],
                       kernel_size: Optional[tuple[int, int]], disparity: bool = False) -> dict[str, Any]:
-    """One sequence ``(T, 1, H, W)`` -> ``{"strips": rgb, "flow": rgb or None, "gif": [rgb, ...],
+    """One sequence ``(T, C, H, W)`` (C = 1 or 3) -> ``{"strips": rgb, "flow": rgb or None, "gif": [rgb, ...],
     "disparity": (T, H, W) or None}``. With ``disparity`` (stereo) the filters are drawn as the
     horizontal shift they read from (a disparity map) instead of as motion."""
     scale = max(1, 128 // observed.shape[-1])
@@ -44,8 +44,7 @@ def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filte
                         column_labels=[f"t+{t + 1}" for t in range(len(motion))] + [f"{limit:.1f}px"])
     truth = torch.cat([observed, future]).float()
     shown = torch.cat([observed, predicted.clamp(0, 1)]).float()
-    gif = [np.concatenate([gray_image(a[0], scale), gray_image(b[0], scale)], axis=1)
-           for a, b in zip(truth, shown)]
+    gif = [np.concatenate([frame_image(a, scale), frame_image(b, scale)], axis=1) for a, b in zip(truth, shown)]
     return {"strips": video_strips(observed, future, predicted, scale), "flow": flow, "gif": gif,
             "disparity": shift}
 

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from dfn.errors import ConfigError
 from dfn.layers import DynamicLocalFilter
 from dfn.ops import KernelSize
 
@@ -41,7 +42,13 @@ class DynamicFilterPredictor(nn.Module):
                 ) -> tuple[Tensor, Optional[Tensor]]:
         """Predictions ``(B, future, C, H, W)`` and, if asked, the filters that made them
         ``(B, future, kh*kw, H, W)``."""
-        T_in = observed.shape[1]
+        T_in, channels = observed.shape[1], observed.shape[2]
+        expected = getattr(self.net, "in_channels", self.context_frames * channels)
+        if self.context_frames * channels != expected:
+            raise ConfigError(
+                f"the filter generator takes {expected} input channels, but {self.context_frames} context "
+                f"frame(s) of {channels} channel(s) give {self.context_frames * channels}: set the net's "
+                f"in_channels to {self.context_frames * channels} (or make the data grayscale)")
         history = [observed[:, 0]] * (self.context_frames - 1)
         hidden, predictions, filters = None, [], []
         for t in range(T_in + future - 1):
