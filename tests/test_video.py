@@ -134,6 +134,7 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
     written = json.loads((tmp_path / "a/test_results_step0000004.json").read_text())
     assert written["global_step"] == 4 and written["curves"] == results
+    assert (tmp_path / "a/figures/test_strips_step0000004.png").is_file()   # named by the checkpoint's step
     assert written["metrics"]["test2/bce"] == pytest.approx(np.mean(results[2]["bce"]), rel=1e-5)
     DfnCLI(args=["test", *tiny, "--run_dir", str(tmp_path / "a"),           # a second test keeps the first
                  "--ckpt_path", str(tmp_path / "a/checkpoints/last.ckpt")])

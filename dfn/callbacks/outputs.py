@@ -5,7 +5,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.loggers import WandbLogger
 
 from dfn.viz import save_png
@@ -15,6 +17,14 @@ def run_folder(trainer: Trainer, name: str) -> Path:
     """``<run_dir>/<name>``. (``trainer.default_root_dir`` is the run dir; ``trainer.log_dir``
     would be a collective call under DDP and hang code that runs on rank 0 only.)"""
     return Path(trainer.default_root_dir) / name
+
+
+def weights_step(trainer: Trainer) -> int:
+    """The training step of the weights in use: the trainer's while fitting; in validate / test /
+    predict from a checkpoint, the checkpoint's (which those stages do not restore)."""
+    if trainer.state.fn == TrainerFn.FITTING or not trainer.ckpt_path:
+        return trainer.global_step
+    return int(torch.load(trainer.ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def check_not_overwriting(paths: Sequence[Path], overwrite: bool) -> None:
@@ -29,9 +39,9 @@ def check_not_overwriting(paths: Sequence[Path], overwrite: bool) -> None:
 
 
 def publish_picture(trainer: Trainer, key: str, image: np.ndarray, caption: str) -> Path:
-    """Write ``<run_dir>/figures/<key with / as _>_step<N>.png`` and log it to every logger that
-    takes images (W&B); returns the file."""
-    path = run_folder(trainer, "figures") / f"{key.replace('/', '_')}_step{trainer.global_step:07d}.png"
+    """Write ``<run_dir>/figures/<key with / as _>_step<N>.png`` (N: :func:`weights_step`) and log
+    it to every logger that takes images (W&B); returns the file."""
+    path = run_folder(trainer, "figures") / f"{key.replace('/', '_')}_step{weights_step(trainer):07d}.png"
     save_png(image, path)
     for logger in trainer.loggers:
         if hasattr(logger, "log_image"):

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from dfn.callbacks.outputs import run_folder
+from dfn.callbacks.outputs import run_folder, weights_step
 
 
 def free_path(path: Path) -> Path:
@@ -20,11 +18,6 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def checkpoint_step(path: str) -> Optional[int]:
-    """The training step a checkpoint was saved at (``test`` does not restore it into the trainer)."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
-
-
 class TestResultsWriter(Callback):
     """After ``test``: ``<run_dir>/test_results_step<N>.json`` with the checkpoint, its step, every
     logged ``test*`` metric and, where the model keeps them (``test_results``), its per-step curves."""
@@ -34,7 +27,7 @@ class TestResultsWriter(Callback):
             return
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()
                    if key.split("/")[0].startswith("test")}
-        step = checkpoint_step(trainer.ckpt_path) if trainer.ckpt_path else trainer.global_step
+        step = weights_step(trainer)
         report = {"checkpoint": trainer.ckpt_path, "global_step": step,
                   "model": type(pl_module).__qualname__, "metrics": metrics,
                   "curves": getattr(pl_module, "test_results", None)}

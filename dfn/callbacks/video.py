@@ -16,7 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder
+from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder, weights_step
 from dfn.viz import (color_wheel, disparity_bar, disparity_image, expected_shift, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
@@ -81,7 +81,7 @@ class VideoPictures(Callback):
         elif pictures["flow"] is not None:
             publish_picture(trainer, f"{stage}/filters_as_flow", pictures["flow"],
                             "motion implied by the filters (hue: direction, saturation: speed)")
-        gif = run_folder(trainer, "figures") / f"{stage}_step{trainer.global_step:07d}.gif"
+        gif = run_folder(trainer, "figures") / f"{stage}_step{weights_step(trainer):07d}.gif"
         save_gif(pictures["gif"], gif)
         publish_gif(trainer, f"{stage}/video", gif)
 
