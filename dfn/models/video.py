@@ -1,4 +1,5 @@
 """Video prediction (paper section 4.2): observe ``frames_in`` frames, predict ``frames_out``.
+Stereo prediction (4.3) is the same with one frame each way: the left view in, the right out.
 
 The predictor (:mod:`dfn.predictors`: the recurrent DFN, or a baseline) only predicts; this
 module owns the loss, the metrics (:mod:`dfn.metrics`) and what is logged, so that every method

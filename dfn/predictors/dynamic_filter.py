@@ -1,9 +1,10 @@
-"""Recurrent dynamic-filter video predictor (paper section 4.2, Figure 3).
+"""Dynamic-filter predictor: recurrent video prediction (paper 4.2, Figure 3) and stereo (4.3).
 
 At each step the filter-generating network reads the ``context_frames`` most recent frames
 (stacked as channels; earlier steps repeat the first frame) and its recurrent state, and emits
 per-pixel filters (and a dynamic bias) that are applied to the most recent frame to predict the
-next one. After the observed frames, each prediction is fed back as the next input.
+next one. After the observed frames, each prediction is fed back as the next input. Stereo is the
+case of one observed frame (the left view), one predicted (the right) and a feed-forward net.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ class DynamicFilterPredictor(nn.Module):
     """``forward(observed (B, T_in, C, H, W), future) -> (B, future, C, H, W)``.
 
     Args:
-        net: recurrent filter generator, ``net(x, hidden) -> (theta, hidden)`` with
-            ``x (B, context_frames * C, H, W)`` and ``theta (B, filter.theta_channels, H, W)``.
+        net: filter generator, ``net(x, hidden) -> (theta, hidden)`` with
+            ``x (B, context_frames * C, H, W)`` and ``theta (B, filter.theta_channels, H, W)``;
+            a feed-forward net returns ``hidden = None``.
         kernel_size: filter size: ``k`` for k x k (9 Moving MNIST, 11 highway driving) or
             ``[kh, kw]`` (``[1, 13]``: the horizontal filters of stereo prediction).
         softmax: normalise filters over their taps (the paper does).
