@@ -77,7 +77,8 @@ def test_moving_mnist_dfn_step_on_the_gpu_equals_the_cpu():
         model.to(device).zero_grad()
         loss = model.training_step({"frames": frames.to(device)}, 0)
         loss.backward()
-        results[device] = [loss.detach().cpu()] + [p.grad.cpu() for p in model.parameters()]
+        # copies: Module.to moves .grad in place, which would carry CPU results to the GPU
+        results[device] = [t.detach().to("cpu", copy=True) for t in [loss, *(p.grad for p in model.parameters())]]
     torch.backends.cudnn.allow_tf32 = True
     for cpu, cuda in zip(results["cpu"], results["cuda"]):
         torch.testing.assert_close(cuda, cpu, rtol=1e-3, atol=1e-4)
