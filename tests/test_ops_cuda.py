@@ -72,14 +72,17 @@ def test_moving_mnist_dfn_step_on_the_gpu_equals_the_cpu():
     model.log = lambda *a, **k: None
     frames = torch.rand(2, 6, 1, 64, 64)
     results = {}
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = False, False
-    for device in ("cpu", "cuda"):
-        model.to(device).zero_grad()
-        loss = model.training_step({"frames": frames.to(device)}, 0)
-        loss.backward()
-        # copies: Module.to moves .grad in place, which would carry CPU results to the GPU
-        results[device] = [t.detach().to("cpu", copy=True) for t in [loss, *(p.grad for p in model.parameters())]]
-    torch.backends.cudnn.allow_tf32 = True
+    try:
+        for device in ("cpu", "cuda"):
+            model.to(device).zero_grad()
+            loss = model.training_step({"frames": frames.to(device)}, 0)
+            loss.backward()
+            # copies: Module.to moves .grad in place, which would carry CPU results to the GPU
+            results[device] = [t.detach().to("cpu", copy=True) for t in [loss, *(p.grad for p in model.parameters())]]
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     for cpu, cuda in zip(results["cpu"], results["cuda"]):
         torch.testing.assert_close(cuda, cpu, rtol=1e-3, atol=1e-4)
     with torch.autocast("cuda", dtype=torch.bfloat16):
