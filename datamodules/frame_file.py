@@ -64,9 +64,6 @@ class FrameTransform:
                 raise FrameFileError(f"{path}: crop {list(self.crop)} reaches outside the stored "
                                      f"{H}x{W} frames; choose a crop inside them")
 
-    def channels(self, stored: int) -> int:
-        return 1 if self.grayscale else stored
-
     def __call__(self, frames: np.ndarray) -> Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
         if self.crop is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.frame_file import FrameFile, FrameFileError, FrameTransform, split_ranges
 from datamodules.stream import Batch, StreamDataModule
@@ -95,39 +95,36 @@ class HDF5DataModule(StreamDataModule):
         self.val_starts = sorted({self.test_starts[int(i)] for i in picks.round().long()})
         self.predict_samples = predict_samples
 
-    @property
-    def channels(self) -> int:
-        """Channels of a batch's frames (1 if grayscale)."""
-        return self.source.transform.channels(self.source.frame_shape[-1])
-
     def _train_batch(self, generator: torch.Generator) -> Batch:
         last_start = self.train_range.stop - self.sample_frames
         starts = torch.randint(self.train_range.start, last_start + 1, (self.batch_size,), generator=generator)
-        samples = FrameSamples(self.source, starts.tolist(), self.sample_frames)
+        samples = self._samples(starts.tolist())
         return {"frames": torch.stack([samples[i]["frames"] for i in range(len(samples))]), "index": starts}
 
-    def _loader(self, starts: Sequence[int]) -> DataLoader:
-        dataset = self._shard(FrameSamples(self.source, starts, self.sample_frames))
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+    def _samples(self, starts: Sequence[int]) -> FrameSamples:
+        return FrameSamples(self.source, starts, self.sample_frames)
+
+    def _loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(self._shard(dataset), batch_size=self.batch_size, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_starts)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_starts)
+        return self._loader(self.test_sets[0])
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_starts[:self.predict_samples])
+        return self._loader(self._samples(self.test_starts[:self.predict_samples]))
 
     @property
     def val_set(self) -> Dataset:
         """The validation samples (pictures after validation use the first)."""
-        return FrameSamples(self.source, self.val_starts, self.sample_frames)
+        return self._samples(self.val_starts)
 
     @property
     def test_sets(self) -> list[Dataset]:
         """The test walk, as a one-element list (pictures after ``test`` use its first sample)."""
-        return [FrameSamples(self.source, self.test_starts, self.sample_frames)]
+        return [self._samples(self.test_starts)]
 
     def teardown(self, stage: str) -> None:
         self.source.close()

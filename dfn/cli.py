@@ -14,13 +14,11 @@ What it adds to LightningCLI:
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -29,6 +27,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from dfn.callbacks import LastCheckpoint, NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter, WandbRunId
+from dfn.checkpoint_info import read_checkpoint
 from dfn.errors import CheckpointMismatch, ConfigError
 from dfn.models.base import DFNModule
 
@@ -120,7 +119,7 @@ class DfnCLI(LightningCLI):
         if not path.is_file():
             raise ConfigError(f"--ckpt_path {ckpt_path}: no such file. Pass an existing .ckpt "
                               "(e.g. <run_dir>/checkpoints/last.ckpt) or 'last'.")
-        written = _read_checkpoint(path).get("dfn_model", {}).get("model")
+        written = read_checkpoint(path).get("dfn_model", {}).get("model")
         configured = self.config[self.config.subcommand].model.class_path.rsplit(".", 1)[-1]
         if written is not None and written != configured:
             raise CheckpointMismatch(
@@ -152,7 +151,7 @@ class DfnCLI(LightningCLI):
             path = Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt"
         else:
             path = Path(ckpt_path)
-        run_id = _read_checkpoint(path).get("wandb_run_id") if path.is_file() else None
+        run_id = read_checkpoint(path).get("wandb_run_id") if path.is_file() else None
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and run_id is not None:
                 # the experiment is created lazily: setting the id before first use resumes it
@@ -179,23 +178,6 @@ def _check_writable(run_dir: Path) -> None:
     except OSError as error:
         raise ConfigError(f"cannot write to run_dir {run_dir}: {error.strerror or error}. Choose a "
                           "writable --run_dir (or free disk space there).") from error
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """dfn's bookkeeping entries of a checkpoint (``dfn_model``, ``wandb_run_id``), read once
-    per file version: the CLI asks twice (model check, W&B resume) before Lightning loads it."""
-    stat = path.stat()
-    return _checkpoint_entries(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _checkpoint_entries(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: name it
-        raise CheckpointMismatch(f"cannot read checkpoint {path}: {error}. Pass a .ckpt written by "
-                                 "`python -m dfn fit`.") from error
-    return {key: checkpoint[key] for key in ("dfn_model", "wandb_run_id") if key in checkpoint}
 
 
 def main(args: Optional[list[str]] = None) -> None:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from datamodules import VideoHDF5DataModule
 from dfn.cli import main
-from dfn.pack import FrameSource, PackError, pack
+from dfn.pack import FrameSource, pack
 
 
 def image_folder(folder: Path, n: int, shape=(24, 32, 3), seed: int = 0) -> list[np.ndarray]:

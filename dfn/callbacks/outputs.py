@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.loggers import WandbLogger
 
+from dfn.checkpoint_info import read_checkpoint
 from dfn.viz import save_png
 
 
@@ -24,7 +24,7 @@ def weights_step(trainer: Trainer) -> int:
     predict from a checkpoint, the checkpoint's (which those stages do not restore)."""
     if trainer.state.fn == TrainerFn.FITTING or not trainer.ckpt_path:
         return trainer.global_step
-    return int(torch.load(trainer.ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    return int(read_checkpoint(trainer.ckpt_path)["global_step"])
 
 
 def check_not_overwriting(paths: Sequence[Path], overwrite: bool) -> None:
