@@ -3,9 +3,11 @@
 Prints JSON. For each (C, kernel): forward and forward+backward median times, bytes autograd saves
 for backward, and the op's bandwidth lower bound (bytes it must read and write / measured copy
 bandwidth) with each implementation's ratio to it. Implementations: ``unfold_reference``,
-``ours_fused`` (the C kernel, the default on CPU), ``ours_portable`` (the pure-PyTorch path), and
-with ``--compile`` the reference and the portable path under ``torch.compile``. ``--device cuda``
-times the GPU (the fused C kernel is CPU-only, so it is left out there).
+``ours_fused`` (the C kernel, the default on CPU), the two pure-PyTorch paths ``ours_loop`` (one
+multiply-accumulate per tap; the CPU's fallback) and ``ours_blocks`` (row blocks, few kernel
+launches; the default on GPUs), and with ``--compile`` the reference and the tap loop under
+``torch.compile``. ``--device cuda`` times the GPU (the fused C kernel is CPU-only, so it is left
+out there).
 
     python benchmarks/ops.py                      # B=16, 64x64, C in {1, 3}, 9x9 / 11x11 / 13x1
     python benchmarks/ops.py --compile            # also torch.compile'd variants (slow to compile)
@@ -22,6 +24,7 @@ from typing import Callable
 import torch
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
+from dfn.ops.local_filter import portable_path
 from dfn.profiling import copy_bandwidth, median_seconds, saved_tensor_bytes
 
 Op = Callable[..., torch.Tensor]
@@ -33,9 +36,9 @@ def bound_bytes(x: torch.Tensor, f: torch.Tensor) -> dict[str, int]:
     return {"forward": 2 * x.nbytes + f.nbytes, "forward_backward": 5 * x.nbytes + 3 * f.nbytes}
 
 
-def measure(op: Op, fused: bool, x: torch.Tensor, f: torch.Tensor, kernel: tuple[int, int],
-            repeats: int) -> dict:
-    with cpu_kernel.fused(fused):
+def measure(op: Op, fused: bool, portable: str, x: torch.Tensor, f: torch.Tensor,
+            kernel: tuple[int, int], repeats: int) -> dict:
+    with cpu_kernel.fused(fused), portable_path(portable):
         return _measure(op, x, f, kernel, repeats)
 
 
@@ -66,18 +69,19 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    implementations: dict[str, tuple[Op, bool]] = {            # name: (op, fused kernel on)
-        "unfold_reference": (local_filter_reference, False),
-        "ours_fused": (dynamic_local_filter, True),
-        "ours_portable": (dynamic_local_filter, False)}
+    implementations: dict[str, tuple[Op, bool, str]] = {  # name: (op, fused kernel on, portable path)
+        "unfold_reference": (local_filter_reference, False, "loop"),
+        "ours_fused": (dynamic_local_filter, True, "loop"),
+        "ours_loop": (dynamic_local_filter, False, "loop"),
+        "ours_blocks": (dynamic_local_filter, False, "blocks")}
     if device.type != "cpu":
         del implementations["ours_fused"]                       # the C kernel is CPU-only
     if args.compile:  # one compilation per (shape, grad mode): 12 per op, past dynamo's default of 8
         torch._dynamo.config.recompile_limit = 64
         implementations["unfold_reference_compiled"] = (
-            torch.compile(local_filter_reference, dynamic=False), False)
-        implementations["ours_portable_compiled"] = (
-            torch.compile(dynamic_local_filter, dynamic=False), False)
+            torch.compile(local_filter_reference, dynamic=False), False, "loop")
+        implementations["ours_loop_compiled"] = (
+            torch.compile(dynamic_local_filter, dynamic=False), False, "loop")
 
     bandwidth = copy_bandwidth(device=device)
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -95,8 +99,8 @@ def main() -> None:
             case = {"channels": channels, "kernel": list(kernel),
                     "input_plus_filter_bytes": x.nbytes + f.nbytes,
                     "bound_ms": {"forward": bound["forward"], "forward_backward": bound["forward_backward"]}}
-            for name, (op, fused) in implementations.items():
-                result = measure(op, fused, x, f, kernel, args.repeats)
+            for name, (op, fused, portable) in implementations.items():
+                result = measure(op, fused, portable, x, f, kernel, args.repeats)
                 result["forward_backward_over_bound"] = result["forward_backward_ms"] / bound["forward_backward"]
                 case[name] = result
             ref_ms = case["unfold_reference"]["forward_backward_ms"]

@@ -80,7 +80,10 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
 
 
 def profile_step(model, optimizer, batch, autocast: torch.autocast, device: torch.device) -> dict:
-    """Top operators of one training step by self time (CPU time, or GPU kernel time on a GPU)."""
+    """Where one training step's time goes: the top operators by self time (CPU time, or on a GPU
+    the time of the kernels each operator launched), the total, and the number of ATen operator
+    calls (on a GPU each call costs launch overhead, whatever its size)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile as torch_profile
     gpu = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
@@ -89,10 +92,15 @@ def profile_step(model, optimizer, batch, autocast: torch.autocast, device: torc
         synchronize(device)
     attr = "self_device_time_total" if gpu else "self_cpu_time_total"
     events = prof.key_averages()
-    total = sum(getattr(e, attr) for e in events)
-    top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:12]
+    # on a GPU each kernel is listed twice: as its own row and inside the operator that launched
+    # it; the total counts the kernel rows, the ranking the operator rows
+    operators = [e for e in events if e.device_type == DeviceType.CPU]
+    counted = [e for e in events if e.device_type != DeviceType.CPU] if gpu else operators
+    total = sum(getattr(e, attr) for e in counted)
+    top = sorted(operators, key=lambda e: getattr(e, attr), reverse=True)[:12]
     unit = "self_gpu_ms" if gpu else "self_cpu_ms"
     return {f"{unit}_total": total / 1e3,
+            "aten_calls": sum(e.count for e in operators if e.key.startswith("aten::")),
             "top_ops": [{"op": e.key, unit: getattr(e, attr) / 1e3, "share": getattr(e, attr) / total,
                          "calls": e.count} for e in top]}
 

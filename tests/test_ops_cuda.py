@@ -1,4 +1,5 @@
-"""The ops on a GPU: the portable path on CUDA tensors against the unfold oracle and the CPU.
+"""The ops on a GPU: both pure-PyTorch paths (row blocks, the default there, and the tap loop) on
+CUDA tensors against the unfold oracle and the CPU.
 
 These run only where ``torch.cuda.is_available()`` (CI has no GPU): ``python -m pytest
 tests/test_ops_cuda.py`` on a GPU machine. They also check one training step of the Moving MNIST DFN on the
@@ -8,15 +9,23 @@ import pytest
 import torch
 
 from dfn.ops import dynamic_conv, dynamic_local_filter, local_filter_reference, separable_local_filter
+from dfn.ops.local_filter import portable_path
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4)]
 
 
+@pytest.fixture(params=["blocks", "loop"])
+def portable(request):
+    """Run a test on both pure-PyTorch paths (the CPU side keeps its fused kernel where it applies)."""
+    with portable_path(request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("C,n", [(1, None), (3, None), (3, 2)])
 @pytest.mark.parametrize("softmax", [False, True])
-def test_cuda_forward_and_gradients_match_the_oracle_and_the_cpu(kernel, C, n, softmax):
+def test_cuda_forward_and_gradients_match_the_oracle_and_the_cpu(kernel, C, n, softmax, portable):
     T = kernel[0] * kernel[1]
     x = torch.randn(2, C, 12, 10, dtype=torch.float64)
     f = torch.randn((2, T, 12, 10) if n is None else (2, n, C, T, 12, 10), dtype=torch.float64)
@@ -35,7 +44,7 @@ def test_cuda_forward_and_gradients_match_the_oracle_and_the_cpu(kernel, C, n, s
         torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-10, atol=1e-10)
 
 
-def test_cuda_gradcheck_and_double_backward():
+def test_cuda_gradcheck_and_double_backward(portable):
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, device="cuda", requires_grad=True)
     f = torch.randn(1, 12, 6, 5, dtype=torch.float64, device="cuda", requires_grad=True)
     op = lambda x, f: dynamic_local_filter(x, f, (3, 4), softmax=True)  # noqa: E731
@@ -44,7 +53,7 @@ def test_cuda_gradcheck_and_double_backward():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_half_precision_is_close_to_float32(dtype):
+def test_cuda_half_precision_is_close_to_float32(dtype, portable):
     x, f = torch.rand(4, 1, 64, 64, device="cuda"), torch.randn(4, 81, 64, 64, device="cuda")
     exact = dynamic_local_filter(x, f, 9, softmax=True)
     half = dynamic_local_filter(x.to(dtype), f.to(dtype), 9, softmax=True)

@@ -3,17 +3,19 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
+from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference, tap_blocks
+from dfn.ops.local_filter import portable_path
 from dfn.profiling import saved_tensor_bytes
 
 KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4), (2, 5)]
 f64 = torch.float64
 
 
-@pytest.fixture(params=["fused", "portable"])
+@pytest.fixture(params=["fused", "loop", "blocks"])
 def path(request):
-    """Run a test on the fused C kernel and on the pure-PyTorch path."""
-    with cpu_kernel.fused(request.param == "fused"):
+    """Run a test on the fused C kernel and on both pure-PyTorch paths (tap loop, row blocks)."""
+    fused = request.param == "fused"
+    with cpu_kernel.fused(fused), portable_path(None if fused else request.param):
         yield request.param
 
 
@@ -96,12 +98,14 @@ def test_gradcheck_non_contiguous_inputs(path):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n", [None, 2])
-def test_half_precision_accumulates_in_float32(dtype, n):
+@pytest.mark.parametrize("portable", ["loop", "blocks"])
+def test_half_precision_accumulates_in_float32(dtype, n, portable):
     """Output error stays within about one rounding of the output (an accumulation in bf16/fp16
     over 81 taps would drift several units in the last place)."""
     x, f = make(2, 3, 16, 16, (9, 9), n, dtype=dtype, requires_grad=True)
     f.data.mul_(0.1)
-    out = dynamic_local_filter(x, f, 9)
+    with portable_path(portable):
+        out = dynamic_local_filter(x, f, 9)
     assert out.dtype == dtype
     x64, f64_ = x.detach().double().requires_grad_(), f.detach().double().requires_grad_()
     ref = local_filter_reference(x64, f64_, 9)
@@ -109,7 +113,8 @@ def test_half_precision_accumulates_in_float32(dtype, n):
     err = (out.double() - ref).abs()
     assert (err <= eps * ref.abs() + eps * 1e-2 * ref.abs().max()).all(), err.max()
     g = torch.randn_like(ref)
-    out.backward(g.to(dtype))
+    with portable_path(portable):
+        out.backward(g.to(dtype))
     ref.backward(g.to(dtype).double())
     for ours, exact in ((x.grad, x64.grad), (f.grad, f64_.grad)):
         assert ours.dtype == dtype
@@ -130,6 +135,65 @@ def test_saves_only_input_and_filters(softmax, path):
     assert saved <= x.nbytes + f.nbytes
     unfold_saved = saved_tensor_bytes(lambda: local_filter_reference(x, f, 9, softmax=softmax))
     assert unfold_saved > 3 * x.nbytes + f.nbytes               # the buffer we avoid
+
+
+@pytest.mark.parametrize("n", [None, 2])
+@pytest.mark.parametrize("budget", [1, 3 * 5 * 12 * 10])       # one row a block; 3 rows, then 2
+def test_row_blocks_give_the_same_values_and_gradients(n, budget, monkeypatch):
+    """The row-block path splits the tap rows into blocks when the product buffer would be large;
+    any split gives the values and gradients of one block."""
+    def run():
+        x, f = make(1, 3, 12, 10, (5, 5), n, requires_grad=True)
+        out = dynamic_local_filter(x, f, 5)
+        out.backward(torch.ones_like(out))
+        return out, x.grad, f.grad
+
+    with cpu_kernel.fused(False), portable_path("blocks"):
+        torch.manual_seed(0)
+        whole = run()
+        monkeypatch.setattr(tap_blocks, "BLOCK_ELEMENTS", budget * (2 if n else 1))
+        torch.manual_seed(0)
+        blocked = run()
+        x, f = make(1, 2, 6, 5, (5, 3), n, requires_grad=True)
+        assert gradgradcheck(lambda x, f: dynamic_local_filter(x, f, (5, 3)), (x, f))
+    for a, b in zip(whole, blocked):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def aten_calls(kernel: tuple[int, int], path: str) -> int:
+    """ATen operator calls of one forward + backward of a pure-PyTorch path."""
+    x, f = make(2, 1, 16, 16, kernel, dtype=torch.float32, requires_grad=True)
+    with cpu_kernel.fused(False), portable_path(path), torch.profiler.profile() as prof:
+        dynamic_local_filter(x, f, kernel, softmax=True).sum().backward()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+
+def test_row_block_calls_do_not_grow_with_the_taps():
+    """A GPU step is bound by kernel launches: the row-block path's calls must not scale with
+    kh * kw, as the tap loop's do (81 multiply-adds for a 9x9 filter in each direction)."""
+    assert aten_calls((11, 11), "blocks") == aten_calls((3, 3), "blocks")
+    assert aten_calls((11, 11), "loop") > 10 * aten_calls((3, 3), "blocks")
+
+
+def test_default_portable_path_is_the_loop_on_the_cpu():
+    x, f = make(1, 1, 8, 8, (3, 3))
+    with cpu_kernel.fused(False), torch.profiler.profile() as prof:
+        dynamic_local_filter(x, f, 3)
+    assert any(e.key == "aten::addcmul_" for e in prof.key_averages())
+    with pytest.raises(ValueError, match="one of"):
+        with portable_path("unfold"):
+            pass
+
+
+def test_portable_path_from_the_environment(monkeypatch):
+    x, f = make(1, 1, 8, 8, (3, 3))
+    monkeypatch.setenv("DFN_PORTABLE_PATH", "blocks")
+    with cpu_kernel.fused(False), torch.profiler.profile() as prof:
+        dynamic_local_filter(x, f, 3)
+    assert not any(e.key == "aten::addcmul_" for e in prof.key_averages())
+    monkeypatch.setenv("DFN_PORTABLE_PATH", "fast")
+    with cpu_kernel.fused(False), pytest.raises(ValueError, match=r"DFN_PORTABLE_PATH must be one of \['blocks', 'loop'\], got 'fast'"):
+        dynamic_local_filter(x, f, 3)
 
 
 @pytest.mark.parametrize("x_shape,f_shape,kernel,match", [

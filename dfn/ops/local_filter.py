@@ -13,102 +13,93 @@ Two layouts (DESIGN.md), ``T = kh * kw`` taps in row-major order ``t = u * kw + 
 
 Zero padding, same output size; the anchor of even sizes is described in :mod:`dfn.ops.geometry`.
 
-How it runs: a shifted multiply-accumulate over the taps, reading each tap of the filters once
-and treating all channels while it is in cache. The ``B*C*kh*kw*H*W`` unfold buffer is never
-built. The autograd graph saves only ``x`` and ``filters``. The two gradients are the same
-bilinear map with its roles swapped (``dfilters = grad_filters(x, dout)``: a per-pixel reduction over
-channels; ``dx = grad_input(filters, dout)``: an accumulation of ``filters * dout`` into shifted
-windows). Each of the three maps is differentiable through the other two, so double backward works.
+How it runs: the fused C kernel (:mod:`dfn.ops.cpu_kernel`) for the shared form on float32/64
+CPU tensors, else a pure-PyTorch path: :mod:`dfn.ops.tap_loop` (one multiply-accumulate per tap,
+in cache) on the CPU, :mod:`dfn.ops.tap_blocks` (a few broadcast multiplies and reductions per
+call, few kernel launches) on GPUs. The autograd graph saves only ``x`` and ``filters``; the
+``B*C*kh*kw*H*W`` unfold buffer is never kept. The two gradients are the same bilinear map with
+its roles swapped (``dfilters = grad_filters(x, dout)``: a per-pixel reduction over channels;
+``dx = grad_input(filters, dout)``: ``filters * dout`` scattered back into the shifted windows).
+Each of the three maps is differentiable through the other two, so double backward works.
 
 Precision: inputs and outputs keep their dtype; float16 / bfloat16 accumulate in float32 and are
 rounded once at the end (so the error is about one rounding of the output, not one per tap).
 """
 from __future__ import annotations
 
-from typing import Optional
+import os
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor
 
-from dfn.ops import cpu_kernel
-from dfn.ops.geometry import (KernelSize, accumulation_dtype, kernel_hw, pad, taps, unpad,
-                              windows)
+from dfn.ops import cpu_kernel, tap_blocks, tap_loop
+from dfn.ops.geometry import KernelSize, kernel_hw
 
 # Canonical internal layout, shared by both public forms:
 #   x (B, C, H, W); filters f7 (B, N, Cf, kh, kw, H, W); out / dout g5 (B, N, Co, H, W)
 #   shared form: N = 1, Cf = 1, Co = C    general form: N = n, Cf = C, Co = 1
 # Cf and Co are always {1, C} in some order, so `f * g` broadcasts to (B, C, H, W).
-# One filter for all channels (N = Cf = 1) on float32/64 CPU tensors runs the fused C kernels of
-# `cpu_kernel`; the loops below are the portable path and compute the same values.
+# Three implementations compute the same values: one filter for all channels (N = Cf = 1) on
+# float32/64 CPU tensors runs the fused C kernels of `cpu_kernel`; everything else runs a portable
+# path, `tap_loop` on the CPU and `tap_blocks` on other devices (`$DFN_PORTABLE_PATH=loop|blocks`
+# or `portable_path` overrides this).
+
+PORTABLE_PATHS = {"loop": tap_loop, "blocks": tap_blocks}
+_forced_portable: Optional[str] = None
+
+
+@contextmanager
+def portable_path(name: Optional[str]) -> Iterator[None]:
+    """``with portable_path("blocks"):`` runs that portable path on every device (for tests and
+    benchmarks); ``None`` leaves the choice to ``$DFN_PORTABLE_PATH``, else the device."""
+    global _forced_portable
+    _check_portable(name, "portable_path")
+    previous, _forced_portable = _forced_portable, name
+    try:
+        yield
+    finally:
+        _forced_portable = previous
+
+
+def _check_portable(name: Optional[str], source: str) -> None:
+    if name is not None and name not in PORTABLE_PATHS:
+        raise ValueError(f"{source} must be one of {sorted(PORTABLE_PATHS)}, got {name!r}")
+
+
+def _portable(t: Tensor) -> ModuleType:
+    """The pure-PyTorch implementation for ``t``: the forced one, else ``$DFN_PORTABLE_PATH``,
+    else ``"loop"`` on the CPU and ``"blocks"`` elsewhere."""
+    name = _forced_portable or os.environ.get("DFN_PORTABLE_PATH") or None
+    _check_portable(name, "DFN_PORTABLE_PATH")
+    return PORTABLE_PATHS[name or ("loop" if t.device.type == "cpu" else "blocks")]
 
 
 def _forward(x: Tensor, f7: Tensor) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
-    C = x.shape[1]
     if N == Cf == 1 and cpu_kernel.usable(x, f7):
         return cpu_kernel.forward(x, f7.reshape(B, kh * kw, H, W), kh, kw)[:, None]
-    out = torch.zeros((B, N, C if Cf == 1 else 1, H, W), dtype=accumulation_dtype(x.dtype),
-                      device=x.device)
-    win = windows(pad(x, kh, kw), kh, kw)[:, None]              # (B, 1, C, kh, kw, H, W)
-    for cf in range(Cf):
-        x_taps = taps(win if Cf == 1 else win[:, :, cf:cf + 1], 3)  # each (B, 1, C or 1, H, W)
-        f_taps = taps(f7[:, :, cf:cf + 1], 3)                       # each (B, N, 1, H, W)
-        for f_t, x_t in zip(f_taps, x_taps):
-            out.addcmul_(f_t, x_t)
-    return out.to(x.dtype)
+    return _portable(x).forward(x, f7)
 
 
 def _grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tensor:
-    """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W).
-
-    One multiply per (filter channel, tap row) over all ``kw`` taps of the row at once: the row
-    of shifted windows is a strided view, and the result is written straight into ``df``.
-    """
+    """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W)."""
     B, N, Co, H, W = g5.shape
-    C = x.shape[1]
-    Cf = 1 if shared else C
+    Cf = 1 if shared else x.shape[1]
     if N == Cf == 1 and cpu_kernel.usable(x, g5):
         return cpu_kernel.grad_filters(x, g5[:, 0], kh, kw).view(B, 1, 1, kh, kw, H, W)
-    df = torch.empty((B, N, Cf, kh, kw, H, W), dtype=x.dtype, device=x.device)
-    win = windows(pad(x, kh, kw), kh, kw)                       # (B, C, kh, kw, H, W)
-    exact = accumulation_dtype(x.dtype) == x.dtype
-    for cf in range(Cf):
-        for u in range(kh):
-            dst = df[:, :, cf, u]                               # (B, N, kw, H, W)
-            # a half-precision sum over channels goes through a float32 row (zeroed, because a
-            # half * half product written with out= would be rounded to half first)
-            acc = dst if exact or Co == 1 else torch.zeros(dst.shape, dtype=torch.float32,
-                                                           device=x.device)
-            for co in range(Co):
-                g = g5[:, :, co, None]                          # (B, N, 1, H, W)
-                x_row = win[:, co if shared else cf, u, None]   # (B, 1, kw, H, W)
-                if co == 0 and acc is dst:
-                    torch.mul(g, x_row, out=acc)
-                else:
-                    acc.addcmul_(g, x_row)
-            if acc is not dst:
-                dst.copy_(acc)
-    return df
+    return _portable(x).grad_filters(x, g5, shared, kh, kw)
 
 
 def _grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
-    """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W).
-
-    Accumulated window by window into a zero-padded buffer whose interior is ``dx``.
-    """
+    """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
     if N == Cf == 1 and cpu_kernel.usable(f7, g5):
         return cpu_kernel.grad_input(f7.reshape(B, kh * kw, H, W), g5[:, 0], kh, kw)
-    dtype = accumulation_dtype(g5.dtype)
-    dxp = torch.zeros((B, channels, H + kh - 1, W + kw - 1), dtype=dtype, device=g5.device)
-    win = windows(dxp, kh, kw)                                  # (B, C, kh, kw, H, W), writable
-    win_taps = taps(win, 2)
-    for n in range(N):
-        g = g5[:, n]                                            # (B, Co, H, W)
-        for f_t, dst in zip(taps(f7[:, n], 2), win_taps):       # f_t (B, Cf, H, W)
-            dst.addcmul_(f_t, g)
-    return unpad(dxp, kh, kw).to(g5.dtype)
+    return _portable(g5).grad_input(f7, g5, channels)
 
 
 class _Bilinear(torch.autograd.Function):
