@@ -83,6 +83,26 @@ def test_predictor_shapes_and_feedback():
     torch.testing.assert_close(filters.sum(2), torch.ones(2, 4, 32, 32))
 
 
+def test_dfn_rollout_traces_as_one_graph_on_the_gpu_path():
+    """On the row-block path (the GPU default) torch.compile captures the whole recurrent rollout,
+    op forward and backward included, without a graph break; values and gradients stay eager's."""
+    from dfn.ops import cpu_kernel
+    from dfn.ops.local_filter import portable_path
+    torch.manual_seed(0)
+    predictor = tiny_predictor()
+    observed = torch.rand(2, 3, 1, 32, 32)
+    compiled = torch.compile(predictor, fullgraph=True, backend="aot_eager")
+    results = []
+    with cpu_kernel.fused(False), portable_path("blocks"):      # as on a GPU
+        for run in (predictor, compiled):
+            predictor.zero_grad()
+            prediction, _ = run(observed, 2)
+            prediction.square().sum().backward()
+            results.append([prediction, *(p.grad.clone() for p in predictor.parameters())])
+    for eager, traced in zip(*results):
+        torch.testing.assert_close(traced, eager)
+
+
 def test_copy_last_frame_baseline_and_metrics():
     frames = torch.rand(3, 5, 1, 16, 16)
     prediction, _ = CopyLastFrame()(frames[:, :2], 3)

@@ -55,10 +55,7 @@ def windows(xp: Tensor, kh: int, kw: int) -> Tensor:
     Returns:
         ``(B, C, kh, kw, H, W)`` view with ``out[b, c, u, v, y, x] = xp[b, c, y + u, x + v]``.
     """
-    B, C, Hp, Wp = xp.shape
-    sB, sC, sH, sW = xp.stride()
-    return xp.as_strided((B, C, kh, kw, Hp - kh + 1, Wp - kw + 1),
-                         (sB, sC, sH, sW, sH, sW), xp.storage_offset())
+    return xp.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 1, 4, 5, 2, 3)
 
 
 def taps(t: Tensor, dim: int) -> list[Tensor]:
