@@ -4,7 +4,7 @@ Each model (the recurrent DFN and the ConvLSTM baseline, built from their config
 subprocess, so that peak memory is its own: ``warmup`` training steps (forward, backward, Adam),
 then ``steps`` timed ones at the same batch size; iterations/s, seconds/iteration and peak RSS.
 ``--profile`` adds where the time of one DFN step goes (torch.profiler, top operators);
-``--compile`` adds each model again with ``--model.init_args.compile true`` (torch.compile of the
+``--compile [MODE]`` adds each model again with ``--model.init_args.compile MODE`` (torch.compile of the
 predictor; the compilation happens in the warm-up steps, which are timed separately).
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
@@ -32,10 +32,10 @@ MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
           "conv_lstm": ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]}
 
 
-def build(config_args: list[str], batch_size: int, compile: bool, device: torch.device):
+def build(config_args: list[str], batch_size: int, compile: str, device: torch.device):
     from dfn.cli import DfnCLI
     cli = DfnCLI(args=[*config_args, "--data.init_args.batch_size", str(batch_size),
-                       "--trainer.logger", "false", "--model.init_args.compile", str(compile).lower()],
+                       "--trainer.logger", "false", "--model.init_args.compile", compile],
                  run=False)
     model, data = cli.model, cli.datamodule
     model.to(device).setup("fit")                        # compiles when asked
@@ -51,7 +51,7 @@ def step(model, optimizer, batch, autocast: torch.autocast) -> None:
     optimizer.step()
 
 
-def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: bool,
+def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: str,
             device: torch.device, precision: str) -> dict:
     model, batch = build(MODELS[name], batch_size, compile, device)
     model.log = lambda *a, **k: None                    # no trainer attached
@@ -67,7 +67,8 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
         step(model, optimizer, batch, autocast)
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    result = {"model": name, "compiled": compile, "precision": precision, "warmup_steps": warmup,
+    result = {"model": name, "compiled": {"false": False, "true": True}.get(compile, compile),
+              "precision": precision, "warmup_steps": warmup,
               "warmup_seconds": warmup_seconds, "parameters": sum(p.numel() for p in model.parameters()),
               "batch_size": batch_size, "timed_steps": steps, "seconds_per_iteration": seconds,
               "iterations_per_second": 1 / seconds,
@@ -111,25 +112,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="profile one DFN training step")
-    parser.add_argument("--compile", action="store_true", help="also measure with torch.compile")
+    parser.add_argument("--compile", nargs="?", const="true", metavar="MODE",
+                        help="also measure with torch.compile (a mode such as reduce-overhead, or none)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32",
                         help="32 (float32; TF32 convolutions on NVIDIA GPUs) or bf16 autocast")
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process
-    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--compiled", default="false", help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.batch_size, args.warmup, args.steps,
-                                 args.profile and args.only == "dfn" and not args.compiled, args.compiled,
+                                 args.profile and args.only == "dfn" and args.compiled == "false", args.compiled,
                                  torch.device(args.device), args.precision)))
         return
     results = []
-    for compiled in ([False, True] if args.compile else [False]):
+    for compiled in (["false", args.compile] if args.compile else ["false"]):
         for name in MODELS:
             cmd = [sys.executable, __file__, "--only", name, "--batch_size", str(args.batch_size),
                    "--warmup", str(args.warmup), "--steps", str(args.steps),
                    "--device", args.device, "--precision", args.precision]
-            cmd += (["--profile"] if args.profile else []) + (["--compiled"] if compiled else [])
+            cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     print(json.dumps({"machine": {"platform": platform.platform(), "torch": torch.__version__,

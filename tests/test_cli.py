@@ -90,6 +90,7 @@ def test_predict_writes_pngs_and_refuses_to_overwrite(tmp_path, capsys):
     (["--model.init_args.no_such_key", "1"], "no_such_key"),
     (["--model.init_args.optimizer.init_args.lr", "-0.1"], "Invalid learning rate: -0.1"),
     (["--model.init_args.kernel_size", "7"], "kernel_size 7 needs 49 filter values"),
+    (["--model.init_args.compile", "fastest"], "model.compile must be true, false or a torch.compile mode"),
 ])
 def test_bad_config_values_give_one_clear_error(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -23,3 +23,9 @@ def test_compile_flag_keeps_checkpoint_names(tmp_path):
     assert cli.model.net._compiled_call_impl is not None
     state = torch.load(tmp_path / "c" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(k.startswith("net.layers.") for k in state)
+
+
+def test_compile_takes_a_mode_by_name(tmp_path):
+    cli = DfnCLI(args=["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "m"),
+                       "--trainer.max_steps", "1", "--model.init_args.compile", "reduce-overhead", *TINY])
+    assert cli.model.compile_network == "reduce-overhead" and cli.model.net._compiled_call_impl is not None

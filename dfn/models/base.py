@@ -5,7 +5,7 @@ Subclasses take ``net: nn.Module`` plus their science arguments, call
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 from lightning.pytorch import LightningModule
@@ -15,9 +15,11 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from dfn.errors import CheckpointMismatch, ConfigError
 
-__all__ = ["CheckpointMismatch", "ConfigError", "DFNModule", "adam"]
+__all__ = ["COMPILE_MODES", "CheckpointMismatch", "CompileMode", "ConfigError", "DFNModule", "adam"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+CompileMode = Union[bool, str]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
@@ -34,14 +36,18 @@ class DFNModule(LightningModule):
         scheduler: ``optimizer -> LRScheduler``, stepped every ``scheduler_interval``.
         scheduler_interval: ``"step"`` or ``"epoch"``.
         compile: compile the network with ``torch.compile`` when fitting (``nn.Module.compile``,
-            in place, so checkpoints keep their parameter names).
+            in place, so checkpoints keep their parameter names): ``True`` in its default mode, or
+            a mode by name, e.g. ``"reduce-overhead"`` (CUDA graphs on a GPU).
     """
 
     compile_target = "net"  # attribute holding the network that `compile` compiles
 
     def __init__(self, optimizer: OptimizerFactory = adam, scheduler: Optional[SchedulerFactory] = None,
-                 scheduler_interval: str = "step", compile: bool = False) -> None:
+                 scheduler_interval: str = "step", compile: CompileMode = False) -> None:
         super().__init__()
+        if not isinstance(compile, bool) and compile not in COMPILE_MODES:
+            raise ConfigError(f"model.compile must be true, false or a torch.compile mode "
+                              f"({', '.join(COMPILE_MODES)}), got {compile!r}")
         self.compile_network = compile
         if scheduler_interval not in ("step", "epoch"):
             raise ConfigError(f"model.scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
@@ -50,7 +56,8 @@ class DFNModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.compile_network and stage == "fit":
-            getattr(self, self.compile_target).compile()
+            mode = None if self.compile_network is True else self.compile_network
+            getattr(self, self.compile_target).compile(mode=mode)
 
     def check_optimizer(self) -> None:
         """Build the optimizer once on this model's parameters, so bad values fail at start-up."""

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dfn.layers import DynamicConv
-from dfn.models.base import ConfigError, DFNModule, OptimizerFactory, SchedulerFactory, adam
+from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
+                             SchedulerFactory, adam)
 from dfn.ops import dynamic_conv
 
 
@@ -36,7 +37,7 @@ class SteerableFilterModel(DFNModule):
 
     def __init__(self, net: nn.Module, kernel_size: int = 9, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
-                 compile: bool = False) -> None:
+                 compile: CompileMode = False) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, compile)
         self.save_hyperparameters(ignore=["net"])
         self.net = net

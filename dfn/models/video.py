@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from dfn.layers import filter_smoothness
 from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
-from dfn.models.base import ConfigError, DFNModule, OptimizerFactory, SchedulerFactory, adam
+from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
+                             SchedulerFactory, adam)
 
 
 class VideoPredictionModel(DFNModule):
@@ -35,7 +36,7 @@ class VideoPredictionModel(DFNModule):
     def __init__(self, predictor: nn.Module, frames_in: int = 10, frames_out: int = 10,
                  loss: str = "bce", smoothness_weight: float = 0.0, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
-                 compile: bool = False) -> None:
+                 compile: CompileMode = False) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, compile)
         self.save_hyperparameters(ignore=["predictor"])
         if loss not in ("bce", "mse"):
