@@ -16,7 +16,7 @@ Zero padding, same output size; the anchor of even sizes is described in :mod:`d
 How it runs: the fused C kernel (:mod:`dfn.ops.cpu_kernel`) for the shared form on float32/64
 CPU tensors, else a pure-PyTorch path: :mod:`dfn.ops.tap_loop` (one multiply-accumulate per tap,
 in cache) on the CPU, :mod:`dfn.ops.tap_blocks` (a few broadcast multiplies and reductions per
-call, few kernel launches) on GPUs. The autograd graph saves only ``x`` and ``filters``; the
+call, few kernel launches) on CUDA GPUs. The autograd graph saves only ``x`` and ``filters``; the
 ``B*C*kh*kw*H*W`` unfold buffer is never kept. The two gradients are the same bilinear map with
 its roles swapped (``dfilters = grad_filters(x, dout)``: a per-pixel reduction over channels;
 ``dx = grad_input(filters, dout)``: ``filters * dout`` scattered back into the shifted windows).
@@ -44,7 +44,7 @@ from dfn.ops.geometry import KernelSize, kernel_hw
 # Cf and Co are always {1, C} in some order, so `f * g` broadcasts to (B, C, H, W).
 # Three implementations compute the same values: one filter for all channels (N = Cf = 1) on
 # float32/64 CPU tensors runs the fused C kernels of `cpu_kernel`; everything else runs a portable
-# path, `tap_loop` on the CPU and `tap_blocks` on other devices (`$DFN_PORTABLE_PATH=loop|blocks`
+# path, `tap_blocks` on CUDA GPUs and `tap_loop` everywhere else (`$DFN_PORTABLE_PATH=loop|blocks`
 # or `portable_path` overrides this).
 
 PORTABLE_PATHS = {"loop": tap_loop, "blocks": tap_blocks}
@@ -71,10 +71,11 @@ def _check_portable(name: Optional[str], source: str) -> None:
 
 def _portable(t: Tensor) -> ModuleType:
     """The pure-PyTorch implementation for ``t``: the forced one, else ``$DFN_PORTABLE_PATH``,
-    else ``"loop"`` on the CPU and ``"blocks"`` elsewhere."""
+    else ``"blocks"`` on CUDA (where launches cost most) and ``"loop"`` elsewhere (the CPU; devices
+    such as MPS, where ``F.fold`` may be missing, keep the path that needs only elementwise ops)."""
     name = _forced_portable or os.environ.get("DFN_PORTABLE_PATH") or None
     _check_portable(name, "DFN_PORTABLE_PATH")
-    return PORTABLE_PATHS[name or ("loop" if t.device.type == "cpu" else "blocks")]
+    return PORTABLE_PATHS[name or ("blocks" if t.device.type == "cuda" else "loop")]
 
 
 def _forward(x: Tensor, f7: Tensor) -> Tensor:
