@@ -103,6 +103,36 @@ def test_dfn_rollout_traces_as_one_graph_on_the_gpu_path():
         torch.testing.assert_close(traced, eager)
 
 
+def test_observed_steps_skip_the_decoder_and_change_nothing():
+    """Before the last observed frame only the recurrent state matters: the predictor runs the
+    encoder alone there. Predictions and gradients equal those of running the whole net at every
+    step (a net the predictor cannot look inside)."""
+    class Opaque(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.in_channels, self.out_channels = net, net.in_channels, net.out_channels
+
+        def forward(self, x, hidden=None):
+            return self.net(x, hidden)
+
+    torch.manual_seed(0)
+    fast = tiny_predictor()
+    whole = DynamicFilterPredictor(Opaque(fast.net), kernel_size=3)
+    observed = torch.rand(2, 4, 1, 32, 32)
+    decodes = []
+    fast.net.decode = lambda h, decode=fast.net.decode: decodes.append(1) or decode(h)
+    results = []
+    for predictor in (fast, whole):
+        fast.zero_grad()
+        decodes.clear()
+        prediction, _ = predictor(observed, 3)
+        prediction.square().sum().backward()
+        results.append([prediction, *(p.grad.clone() for p in fast.parameters())])
+        assert len(decodes) == (3 if predictor is fast else 6)     # 4 observed + 3 predicted - 1 steps
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_copy_last_frame_baseline_and_metrics():
     frames = torch.rand(3, 5, 1, 16, 16)
     prediction, _ = CopyLastFrame()(frames[:, :2], 3)

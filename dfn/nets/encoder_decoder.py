@@ -105,15 +105,26 @@ class EncoderDecoder(nn.Module):
                 x = self.act(x)
         return x
 
-    def forward(self, x: Tensor, hidden: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
-        """``x (B, in_channels, S, S)``, ``hidden (B, C_enc, S/r, S/r)`` or ``None`` (zeros) ->
-        ``theta (B, out_channels, S, S)`` and the new hidden state (``None`` if feed-forward)."""
+    def encode(self, x: Tensor, hidden: Optional[Tensor] = None) -> Tensor:
+        """The encoder and, if recurrent, the state update: ``x (B, in_channels, S, S)`` and
+        ``hidden (B, C_enc, S/r, S/r)`` or ``None`` (zeros) -> ``h (B, C_enc, S/r, S/r)``. The
+        recurrent predictor calls this alone for observed frames whose filters it does not use."""
         h = self._run(self.encoder, x)
         if self.recurrent_state:
             previous = torch.zeros_like(h) if hidden is None else hidden
             h = h + self._run(self.recurrent, previous)
+        return h
+
+    def decode(self, h: Tensor) -> Tensor:
+        """``h (B, C_enc, S/r, S/r)`` -> ``theta (B, out_channels, S, S)``."""
         y = self._run(self.decoder, h)
         if self.scale > 1:
             y = nn.functional.interpolate(y, scale_factor=self.scale, mode="nearest")
         y = self._run(self.upsampled, y)
-        return self._run(self.head, y, last_linear=True), (h if self.recurrent_state else None)
+        return self._run(self.head, y, last_linear=True)
+
+    def forward(self, x: Tensor, hidden: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """``x (B, in_channels, S, S)``, ``hidden (B, C_enc, S/r, S/r)`` or ``None`` (zeros) ->
+        ``theta (B, out_channels, S, S)`` and the new hidden state (``None`` if feed-forward)."""
+        h = self.encode(x, hidden)
+        return self.decode(h), (h if self.recurrent_state else None)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from dfn.errors import ConfigError
 from dfn.layers import DynamicLocalFilter
+from dfn.nets import EncoderDecoder
 from dfn.ops import KernelSize
 
 
@@ -56,10 +57,20 @@ class DynamicFilterPredictor(nn.Module):
         for t in range(T_in + future - 1):
             frame = observed[:, t] if t < T_in else predictions[-1]
             history = (history + [frame])[-self.context_frames:]
+            if t < T_in - 1:                            # steps before only update the state
+                hidden = self._advance(torch.cat(history, dim=1), hidden)
+                continue
             theta, hidden = self.net(torch.cat(history, dim=1), hidden)
-            if t >= T_in - 1:                           # steps before only update the state
-                step_filters, bias = self.filter.split(theta)
-                predictions.append(self.filter.filter_with(frame, step_filters, bias))
-                if return_filters:
-                    filters.append(step_filters)
+            step_filters, bias = self.filter.split(theta)
+            predictions.append(self.filter.filter_with(frame, step_filters, bias))
+            if return_filters:
+                filters.append(step_filters)
         return torch.stack(predictions, 1), (torch.stack(filters, 1) if return_filters else None)
+
+    def _advance(self, x: Tensor, hidden: Optional[Tensor]) -> Optional[Tensor]:
+        """The state after an observed frame whose filters are not used: an
+        :class:`EncoderDecoder` skips its decoder (and a feed-forward one everything); any
+        other net runs whole."""
+        if isinstance(self.net, EncoderDecoder):
+            return self.net.encode(x, hidden) if self.net.recurrent_state else None
+        return self.net(x, hidden)[1]
