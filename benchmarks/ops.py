@@ -5,7 +5,7 @@ for backward, and the op's bandwidth lower bound (bytes it must read and write /
 bandwidth) with each implementation's ratio to it. Implementations: ``unfold_reference``,
 ``ours_fused`` (the C kernel, the default on CPU), the two pure-PyTorch paths ``ours_loop`` (one
 multiply-accumulate per tap; the CPU's fallback) and ``ours_blocks`` (row blocks, few kernel
-launches; the default on GPUs), and with ``--compile`` the reference and the tap loop under
+launches; the default on CUDA), and with ``--compile`` the reference and both paths under
 ``torch.compile``. ``--device cuda`` times the GPU (the fused C kernel is CPU-only, so it is left
 out there).
 
@@ -76,12 +76,13 @@ def main() -> None:
         "ours_blocks": (dynamic_local_filter, False, "blocks")}
     if device.type != "cpu":
         del implementations["ours_fused"]                       # the C kernel is CPU-only
-    if args.compile:  # one compilation per (shape, grad mode): 12 per op, past dynamo's default of 8
+    if args.compile:  # one compilation per (shape, grad mode, path): past dynamo's default of 8
         torch._dynamo.config.recompile_limit = 64
         implementations["unfold_reference_compiled"] = (
             torch.compile(local_filter_reference, dynamic=False), False, "loop")
-        implementations["ours_loop_compiled"] = (
-            torch.compile(dynamic_local_filter, dynamic=False), False, "loop")
+        for portable in ("loop", "blocks"):
+            implementations[f"ours_{portable}_compiled"] = (
+                torch.compile(dynamic_local_filter, dynamic=False), False, portable)
 
     bandwidth = copy_bandwidth(device=device)
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
