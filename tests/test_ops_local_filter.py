@@ -137,27 +137,36 @@ def test_saves_only_input_and_filters(softmax, path):
     assert unfold_saved > 3 * x.nbytes + f.nbytes               # the buffer we avoid
 
 
-@pytest.mark.parametrize("n", [None, 2])
-@pytest.mark.parametrize("budget", [1, 3 * 5 * 12 * 10])       # one row a block; 3 rows, then 2
-def test_row_blocks_give_the_same_values_and_gradients(n, budget, monkeypatch):
-    """The row-block path splits the tap rows into blocks when the product buffer would be large;
-    any split gives the values and gradients of one block."""
-    def run():
-        x, f = make(1, 3, 12, 10, (5, 5), n, requires_grad=True)
-        out = dynamic_local_filter(x, f, 5)
-        out.backward(torch.ones_like(out))
+@pytest.mark.parametrize("C,n", [(1, None), (3, None), (3, 2)])
+@pytest.mark.parametrize("rows", [1, 3, 5])                   # rows a block: 5 blocks; 3 + 2; one
+def test_row_blocks_split_anywhere_and_agree_with_the_tap_loop(C, n, rows, monkeypatch):
+    """The row-block path splits the tap rows into blocks whose product stays under a budget (and
+    under the filters' own size: C > 1 splits by itself); every split gives the tap loop's values
+    and gradients."""
+    def run(path):
+        torch.manual_seed(0)
+        x, f = make(1, C, 12, 10, (5, 5), n, requires_grad=True)
+        with portable_path(path):
+            out = dynamic_local_filter(x, f, 5)
+            out.backward(torch.ones_like(out))
         return out, x.grad, f.grad
 
-    with cpu_kernel.fused(False), portable_path("blocks"):
-        torch.manual_seed(0)
-        whole = run()
-        monkeypatch.setattr(tap_blocks, "BLOCK_ELEMENTS", budget * (2 if n else 1))
-        torch.manual_seed(0)
-        blocked = run()
-        x, f = make(1, 2, 6, 5, (5, 3), n, requires_grad=True)
-        assert gradgradcheck(lambda x, f: dynamic_local_filter(x, f, (5, 3)), (x, f))
-    for a, b in zip(whole, blocked):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    row_elements = (n or 1) * C * 5 * 12 * 10                  # one tap row of the product
+    monkeypatch.setattr(tap_blocks, "BLOCK_ELEMENTS", rows * row_elements)
+    with cpu_kernel.fused(False):
+        for a, b in zip(run("blocks"), run("loop")):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        x, f = make(1, C, 6, 5, (5, 3), n, requires_grad=True)
+        with portable_path("blocks"):
+            assert gradgradcheck(lambda x, f: dynamic_local_filter(x, f, (5, 3)), (x, f))
+
+
+def test_row_blocks_never_exceed_the_filters_size():
+    """C channels would make the product C times the filters; blocks keep it within them."""
+    assert tap_blocks._row_blocks(9, row_elements=3 * 9, filter_elements=81) == [
+        slice(0, 3), slice(3, 6), slice(6, 9)]
+    assert tap_blocks._row_blocks(9, row_elements=9, filter_elements=81) == [slice(0, 9)]
+    assert tap_blocks._row_blocks(1, row_elements=3 * 13, filter_elements=13) == [slice(0, 1)]
 
 
 def aten_calls(kernel: tuple[int, int], path: str) -> int:

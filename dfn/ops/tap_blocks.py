@@ -4,9 +4,12 @@ Each block of tap rows is one broadcast multiply of the shifted windows (a strid
 padded input) with the filters, then one reduction, or for ``dx`` one ``F.fold`` that scatters
 the products back to the pixels they read. A call is a handful of kernel launches whatever the
 filter size (a 9x9 filter would be 81 launches per direction one tap at a time), which matters
-where a training step is bound by launches. The product of a block is a transient buffer of at
-most :data:`BLOCK_ELEMENTS` elements (rows are grouped to stay under it, down to one row); nothing
-of it is kept for backward. On the CPU, where these buffers leave the cache, :mod:`dfn.ops.tap_loop`
+where a training step is bound by launches. The product of a block is a transient buffer no
+larger than the filters themselves and than :data:`BLOCK_ELEMENTS` (rows are grouped to stay
+under both, down to one row), so the ``C``-fold unfold buffer is never built when ``C > 1``, and
+nothing of it is kept for backward. ``F.fold`` computes each pixel of ``dx`` as a gather of its
+contributions (no atomics) and runs in parallel on a GPU (on the CPU it is serial, another reason
+the CPU keeps the tap loop). On the CPU, where these buffers leave the cache, :mod:`dfn.ops.tap_loop`
 is faster. Layouts as in :mod:`dfn.ops.local_filter`: ``x (B, C, H, W)``, filters
 ``f7 (B, N, Cf, kh, kw, H, W)``, output / its gradient ``g5 (B, N, Co, H, W)``. Float16 and
 bfloat16 are computed in float32 and rounded once at the end.
@@ -22,10 +25,11 @@ from dfn.ops.geometry import accumulation_dtype, pad, unpad, windows
 BLOCK_ELEMENTS = 1 << 26                # 256 MB of float32 products at most, per block
 
 
-def _row_blocks(kh: int, row_elements: int) -> list[slice]:
+def _row_blocks(kh: int, row_elements: int, filter_elements: int) -> list[slice]:
     """Consecutive blocks of the ``kh`` tap rows whose product (``row_elements`` per row) stays
-    under :data:`BLOCK_ELEMENTS`; a single row is never split."""
-    rows = max(1, min(kh, BLOCK_ELEMENTS // max(row_elements, 1)))
+    within ``filter_elements`` and :data:`BLOCK_ELEMENTS`; a single row is never split."""
+    budget = min(filter_elements, BLOCK_ELEMENTS)
+    rows = max(1, min(kh, budget // max(row_elements, 1)))
     return [slice(u, min(u + rows, kh)) for u in range(0, kh, rows)]
 
 
@@ -37,7 +41,7 @@ def forward(x: Tensor, f7: Tensor) -> Tensor:
     win = windows(pad(x.to(acc), kh, kw), kh, kw)[:, None]    # (B, 1, C, kh, kw, H, W)
     f7 = f7.to(acc)
     out = None
-    for rows in _row_blocks(kh, B * N * C * kw * H * W):
+    for rows in _row_blocks(kh, B * N * C * kw * H * W, f7.numel()):
         prod = win[:, :, :, rows] * f7[:, :, :, rows]          # (B, N, C, rows, kw, H, W)
         part = prod.sum((3, 4)) if Cf == 1 else prod.sum((2, 3, 4)).unsqueeze(2)
         out = part if out is None else out.add_(part)
@@ -53,7 +57,7 @@ def grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tenso
     win = windows(pad(x.to(acc), kh, kw), kh, kw)[:, None]    # (B, 1, C, kh, kw, H, W)
     g7 = g5.to(acc)[:, :, :, None, None]                      # (B, N, Co, 1, 1, H, W)
     parts = []
-    for rows in _row_blocks(kh, B * N * C * kw * H * W):
+    for rows in _row_blocks(kh, B * N * C * kw * H * W, B * N * Cf * kh * kw * H * W):
         part = win[:, :, :, rows] * g7                         # (B, N, C, rows, kw, H, W)
         parts.append(part.sum(2, keepdim=True) if part.shape[2] > Cf else part)
     df = parts[0] if len(parts) == 1 else torch.cat(parts, dim=3)
@@ -69,7 +73,7 @@ def grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
     B, N, Cf, kh, kw, H, W = f7.shape
     acc = accumulation_dtype(g5.dtype)
     f7, g7 = f7.to(acc), g5.to(acc)[:, :, :, None, None]      # g7 (B, N, Co, 1, 1, H, W)
-    blocks = _row_blocks(kh, B * N * channels * kw * H * W)
+    blocks = _row_blocks(kh, B * N * channels * kw * H * W, f7.numel())
     dxp = None if len(blocks) == 1 else torch.zeros(
         (B, channels, H + kh - 1, W + kw - 1), dtype=acc, device=g5.device)
     for rows in blocks:

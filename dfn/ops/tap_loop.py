@@ -3,7 +3,7 @@ CUDA GPUs.
 
 Each tap is one multiply-accumulate of a shifted window (a strided view of the padded input) into
 an output that stays in cache, so nothing larger than the output is ever allocated, and only
-elementwise ops are needed. At the paper's sizes it is 2-11x faster on the CPU than
+elementwise ops are needed. At the paper's sizes it is 1.6-7x faster on the CPU than
 :mod:`dfn.ops.tap_blocks` (``results/ops_cpu.md``), but launches one kernel per tap, which is what
 a GPU can least afford. Layouts as in :mod:`dfn.ops.local_filter`: ``x (B, C, H, W)``, filters
 ``f7 (B, N, Cf, kh, kw, H, W)``, output / its gradient ``g5 (B, N, Co, H, W)``.
