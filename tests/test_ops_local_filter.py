@@ -4,6 +4,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference, tap_blocks
+from dfn.errors import ConfigError
 from dfn.ops.local_filter import portable_path
 from dfn.profiling import saved_tensor_bytes
 
@@ -201,8 +202,10 @@ def test_portable_path_from_the_environment(monkeypatch):
         dynamic_local_filter(x, f, 3)
     assert not any(e.key == "aten::addcmul_" for e in prof.key_averages())
     monkeypatch.setenv("DFN_PORTABLE_PATH", "fast")
-    with cpu_kernel.fused(False), pytest.raises(ValueError, match=r"DFN_PORTABLE_PATH must be one of \['blocks', 'loop'\], got 'fast'"):
-        dynamic_local_filter(x, f, 3)
+    message = r"DFN_PORTABLE_PATH must be one of \['blocks', 'loop'\], got 'fast'"
+    for fused in (False, True):                                # refused even where C runs
+        with cpu_kernel.fused(fused), pytest.raises(ConfigError, match=message):
+            dynamic_local_filter(x.float(), f.float(), 3)
 
 
 @pytest.mark.parametrize("x_shape,f_shape,kernel,match", [

@@ -35,6 +35,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor
 
+from dfn.errors import ConfigError
 from dfn.ops import cpu_kernel, tap_blocks, tap_loop
 from dfn.ops.geometry import KernelSize, kernel_hw
 
@@ -66,15 +67,22 @@ def portable_path(name: Optional[str]) -> Iterator[None]:
 
 def _check_portable(name: Optional[str], source: str) -> None:
     if name is not None and name not in PORTABLE_PATHS:
-        raise ValueError(f"{source} must be one of {sorted(PORTABLE_PATHS)}, got {name!r}")
+        raise ConfigError(f"{source} must be one of {sorted(PORTABLE_PATHS)}, got {name!r}: use "
+                          "one of them, or leave it unset for the device's default")
+
+
+def _env_portable() -> Optional[str]:
+    """``$DFN_PORTABLE_PATH`` (checked), or ``None`` when unset."""
+    name = os.environ.get("DFN_PORTABLE_PATH") or None
+    _check_portable(name, "DFN_PORTABLE_PATH")
+    return name
 
 
 def _portable(t: Tensor) -> ModuleType:
     """The pure-PyTorch implementation for ``t``: the forced one, else ``$DFN_PORTABLE_PATH``,
     else ``"blocks"`` on CUDA (where launches cost most) and ``"loop"`` elsewhere (the CPU; devices
     such as MPS, where ``F.fold`` may be missing, keep the path that needs only elementwise ops)."""
-    name = _forced_portable or os.environ.get("DFN_PORTABLE_PATH") or None
-    _check_portable(name, "DFN_PORTABLE_PATH")
+    name = _forced_portable or _env_portable()
     return PORTABLE_PATHS[name or ("blocks" if t.device.type == "cuda" else "loop")]
 
 
@@ -189,6 +197,7 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
     """
     kh, kw = kernel_hw(kernel_size)
     shared = _check(x, filters, kh, kw, bias)
+    _env_portable()                       # a bad value fails here, even where the C kernel runs
     dtype = torch.promote_types(x.dtype, filters.dtype)
     if bias is not None:
         dtype = torch.promote_types(dtype, bias.dtype)
