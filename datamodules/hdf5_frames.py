@@ -104,17 +104,14 @@ class HDF5DataModule(StreamDataModule):
     def _samples(self, starts: Sequence[int]) -> FrameSamples:
         return FrameSamples(self.source, starts, self.sample_frames)
 
-    def _loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(self._shard(dataset), batch_size=self.batch_size, num_workers=self.num_workers)
-
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
+        return self._held_out_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_sets[0])
+        return self._held_out_loader(self.test_sets[0])
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._samples(self.test_starts[:self.predict_samples]))
+        return self._held_out_loader(self._samples(self.test_starts[:self.predict_samples]))
 
     @property
     def val_set(self) -> Dataset:

@@ -81,8 +81,8 @@ class StreamLoader(DataLoader):
 class StreamDataModule(LightningDataModule):
     """Base DataModule whose training data is an endless seeded stream of whole batches.
 
-    Subclasses implement ``_train_batch(generator) -> Batch`` and set ``batches_per_epoch`` and
-    ``num_workers``; ``seed`` is the data seed, or the global seed (``PL_GLOBAL_SEED``) if ``None``.
+    Subclasses implement ``_train_batch(generator) -> Batch`` and set ``batch_size`` (for the
+    held-out loaders), ``batches_per_epoch`` and ``num_workers``; ``seed`` is the data seed, or the global seed (``PL_GLOBAL_SEED``) if ``None``.
     """
 
     def __init__(self, seed: Optional[int], batches_per_epoch: int, num_workers: int) -> None:
@@ -105,6 +105,12 @@ class StreamDataModule(LightningDataModule):
         return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
                             sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
                             num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _held_out_loader(self, dataset: Dataset, shard: bool = True) -> DataLoader:
+        """A loader of a fixed set in order, ``batch_size`` at a time: this rank's share of it
+        (``shard``), or all of it."""
+        return DataLoader(self._shard(dataset) if shard else dataset, batch_size=self.batch_size,
+                          num_workers=self.num_workers)
 
     def _shard(self, dataset: Dataset) -> Dataset:
         """This rank's share of a held-out set (every world_size-th item, no padding), so that
