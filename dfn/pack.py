@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -33,6 +31,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from dfn.atomic import written_whole
 from dfn.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
@@ -130,13 +129,7 @@ def pack(sources: Sequence[FrameSource], output: str | Path, names: Sequence[str
         raise PackError(f"left ({sources[0].path}: {sources[0].count} frames) and right "
                         f"({sources[1].path}: {sources[1].count} frames) differ in length; give both "
                         "views the same frames")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)                        # mkstemp's 0600 -> as any new file
-    try:
+    with written_whole(output, suffix=".partial") as tmp:
         with h5py.File(tmp, "w") as f:
             n = _write(f, sources, names, compression, progress)
             f.attrs["source"] = " ".join(str(s.path.resolve()) for s in sources)
@@ -147,10 +140,6 @@ def pack(sources: Sequence[FrameSource], output: str | Path, names: Sequence[str
             f.attrs["packed_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         if n == 0:
             raise PackError(f"{sources[0].path}: no frames")
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return output
 
 

@@ -16,7 +16,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Iterator, Optional
 
 import torch
 from torch import Tensor
+
+from dfn.atomic import written_whole
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 FLAG_SETS = (["-O3", "-march=native", "-fopenmp", "-std=c99", "-shared", "-fPIC"],
@@ -48,16 +49,9 @@ def _processor_id() -> str:
 
 def _compile(compiler: str, flags: list[str], target: Path) -> None:
     """Compile into a temporary file next to ``target``, then rename it (atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE)], check=True,
+    with written_whole(target, suffix=".so") as tmp:
+        subprocess.run([compiler, *flags, "-o", str(tmp), str(SOURCE)], check=True,
                        capture_output=True, text=True, timeout=120)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @functools.lru_cache(maxsize=None)
