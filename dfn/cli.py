@@ -19,19 +19,27 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from jsonargparse import Namespace
+import yaml
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from dfn.callbacks import LastCheckpoint, NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter, WandbRunId
+from dfn.atomic import remove_partials
+from dfn.callbacks import (LastCheckpoint, NonFiniteLoss, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
+                           TestResultsWriter, WandbRunId)
 from dfn.checkpoint_info import read_checkpoint
+from dfn.checkpoint_io import use_atomic_checkpoints
 from dfn.errors import CheckpointMismatch, ConfigError
 from dfn.models.base import DFNModule
+from dfn.signals import Stopped, stop_gracefully_on_interrupt
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+STAGES = ("fit", "validate", "test", "predict")
+# every parser: a mistake raises (main prints one line) instead of printing the usage and exiting,
+# and no option is taken for a prefix of another (--trainer.max_step is not --trainer.max_steps)
+STRICT = {"exit_on_error": False, "allow_abbrev": False}
 
 
 def default_wandb_mode() -> None:
@@ -48,7 +56,8 @@ class DfnCLI(LightningCLI):
             model_class=DFNModule, subclass_mode_model=True,
             datamodule_class=LightningDataModule, subclass_mode_data=True,
             save_config_callback=RunConfigSaver,
-            parser_kwargs={"parser_mode": "omegaconf", "prog": "python -m dfn"},
+            parser_kwargs={"parser_mode": "omegaconf", "prog": "python -m dfn", **STRICT,
+                           **{stage: dict(STRICT) for stage in STAGES}},
             trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "dfn"}},
                               "max_epochs": -1, "use_distributed_sampler": False,
                               "callbacks": [WandbRunId(), StopOnNonFiniteLoss(), TestResultsWriter()]},
@@ -57,7 +66,7 @@ class DfnCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/default",
                             help="Folder of this run: config.yaml, checkpoints/, wandb/, figures/.")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.filename": "step{step:07d}",
                              "checkpoint.auto_insert_metric_name": False})
         parser.link_arguments("run_dir", "checkpoint.dirpath", compute_fn=lambda d: str(Path(d) / "checkpoints"))
@@ -75,8 +84,16 @@ class DfnCLI(LightningCLI):
             if logger.class_path == WANDB_LOGGER and logger.init_args.get("name") is None:
                 logger.init_args.name = run_dir.name
         _check_writable(run_dir)
+        checkpoint_dir = run_dir / "checkpoints"
         if self.subcommand == "fit":
-            self._check_fresh_or_resuming(config, run_dir / "checkpoints")
+            for folder in (checkpoint_dir, run_dir):      # left by a process killed mid-write
+                for path in remove_partials(folder):
+                    print(f"dfn: removed {path}, an unfinished write of a killed run", file=sys.stderr)
+            self._check_fresh_or_resuming(config, checkpoint_dir)
+        elif config.ckpt_path == "last" and not (checkpoint_dir / "last.ckpt").is_file():
+            raise ConfigError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'}; "
+                              f"{self.subcommand} would run untrained weights. Train first "
+                              "(python -m dfn fit ...) or pass a checkpoint file.")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Adds the ``last.ckpt`` writer: every ``checkpoint.every_n_train_steps`` whether or not
@@ -84,6 +101,7 @@ class DfnCLI(LightningCLI):
         so a crash loses at most the steps since, and at the end of training (``max_time``).
         The ``checkpoint`` group keeps the best ones."""
         trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
         best = trainer.checkpoint_callback
         if best is not None:
             best.save_last = False
@@ -132,7 +150,11 @@ class DfnCLI(LightningCLI):
         that the next command in the same process starts its own run."""
         failed = True
         try:
-            super()._run_subcommand(subcommand)
+            if subcommand == "fit":
+                with stop_gracefully_on_interrupt(self.trainer):
+                    super()._run_subcommand(subcommand)
+            else:
+                super()._run_subcommand(subcommand)
             failed = False
         finally:
             for logger in self.trainer.loggers:
@@ -181,8 +203,10 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.pack`); configuration
-    mistakes exit with status 2 and one line ``dfn: error: ...`` instead of a traceback."""
+    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.pack`). Mistakes in
+    the command line, the config, the data or a checkpoint exit with status 2 and one line
+    ``dfn: error: ...`` naming the key or file and the fix; a full disk and a NaN loss with status
+    1; a requested stop (SIGTERM, Ctrl-C) with 128 + the signal, after saving ``last.ckpt``."""
     default_wandb_mode()
     argv = sys.argv[1:] if args is None else list(args)
     try:
@@ -190,30 +214,42 @@ def main(args: Optional[list[str]] = None) -> None:
             from dfn.pack import main as pack
             pack(argv[1:])
         else:
+            _check_yaml(argv)
             DfnCLI(args=args)
+    except Stopped as stop:
+        print(f"dfn: {stop}", file=sys.stderr)
+        raise SystemExit(stop.status) from None
     except Exception as error:
         cause = _user_error(error)
         if cause is None:
             raise
-        message, status = str(cause), 2
-        if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
-            message, status = (f"cannot write {cause.filename or 'an output file'}: {cause.strerror}. "
-                               "Free disk space or choose another --run_dir; finished checkpoints are "
-                               "intact (each is written to a temporary file, then renamed)."), 1
-        elif isinstance(cause, NonFiniteLoss):
-            status = 1
-        print(f"dfn: error: {message}", file=sys.stderr)
-        raise SystemExit(status) from None
+        print(f"dfn: error: {_one_line(cause, argv)}", file=sys.stderr)
+        raise SystemExit(_status(cause)) from None
+
+
+def _check_yaml(argv: list[str]) -> None:
+    """Name the file of a YAML syntax error (jsonargparse reports it without the file name)."""
+    for flag, value in zip(argv, argv[1:] + [""]):
+        path = Path(value if flag in ("--config", "-c") else flag.partition("=")[2]
+                    if flag.startswith("--config=") else "")
+        if path.name and path.is_file():
+            try:
+                yaml.safe_load(path.read_text())
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(error, "problem", None) or error
+                raise ConfigError(f"{path}: not valid YAML ({problem}{where}); fix the file") from error
 
 
 # mistakes in the config, the inputs or the environment: one line, no traceback
-USER_ERRORS = (ConfigError, CheckpointMismatch, FileExistsError, FileNotFoundError, NonFiniteLoss)
+USER_ERRORS = (ConfigError, ArgumentError, FileExistsError, FileNotFoundError, NonFiniteLoss)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
 def _user_error(error: BaseException) -> Optional[BaseException]:
-    """The configuration mistake behind ``error`` (jsonargparse wraps those raised while it
-    instantiates classes), or ``None`` for anything else, which keeps its traceback."""
+    """The user's mistake behind ``error`` (jsonargparse wraps those raised while it instantiates
+    classes), or ``None`` for anything else, which keeps its traceback."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, USER_ERRORS) or (isinstance(error, OSError) and error.errno in WRITE_ERRNOS):
@@ -221,3 +257,21 @@ def _user_error(error: BaseException) -> Optional[BaseException]:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _one_line(cause: BaseException, argv: list[str]) -> str:
+    if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
+        return (f"cannot write {cause.filename or 'an output file'}: {cause.strerror}. Free disk space "
+                "or choose another --run_dir; every checkpoint already written is intact (each is "
+                "written beside its final name, then renamed).")
+    if isinstance(cause, ArgumentError):
+        stage = next((a for a in argv if a in STAGES), None)
+        message = " ".join(str(cause).split())           # jsonargparse's multi-line messages
+        return f"{message}. The options: python -m dfn {stage or ''} --help".replace("  ", " ")
+    return str(cause)
+
+
+def _status(cause: BaseException) -> int:
+    if isinstance(cause, NonFiniteLoss) or (isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS):
+        return 1
+    return 2

@@ -129,7 +129,7 @@ def pack(sources: Sequence[FrameSource], output: str | Path, names: Sequence[str
         raise PackError(f"left ({sources[0].path}: {sources[0].count} frames) and right "
                         f"({sources[1].path}: {sources[1].count} frames) differ in length; give both "
                         "views the same frames")
-    with written_whole(output, suffix=".partial") as tmp:
+    with written_whole(output) as tmp:
         with h5py.File(tmp, "w") as f:
             n = _write(f, sources, names, compression, progress)
             f.attrs["source"] = " ".join(str(s.path.resolve()) for s in sources)

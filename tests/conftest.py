@@ -1,5 +1,21 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# configs/steerable.yaml shrunk to seconds: 8x8 images, an 8-unit MLP, 5 batches an epoch,
+# validation every 5 steps, last.ckpt every step
+STEERABLE_TINY = ["--config", str(ROOT / "configs/steerable.yaml"), "--data.init_args.image_size", "8",
+                  "--data.init_args.batch_size", "4", "--data.init_args.val_angles", "4",
+                  "--data.init_args.val_images_per_angle", "1", "--data.init_args.batches_per_epoch", "5",
+                  "--model.init_args.net.init_args.hidden", "[8]", "--trainer.val_check_interval", "5",
+                  "--checkpoint.every_n_train_steps", "1", "--trainer.enable_progress_bar", "false",
+                  "--trainer.enable_model_summary", "false"]
 
 
 @pytest.fixture(autouse=True)
@@ -11,3 +27,42 @@ def _seed() -> None:
 def _wandb_disabled_in_process(monkeypatch) -> None:
     """In-process CLI runs log to a disabled W&B; the subprocess tests of tracking set offline."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+@pytest.fixture
+def steerable_tiny() -> list[str]:
+    return list(STEERABLE_TINY)
+
+
+@pytest.fixture
+def dfn_process() -> Callable[..., subprocess.CompletedProcess]:
+    """``dfn_process(*args, env={...})``: ``python -m dfn *args`` in a real process (tests/ on the
+    path for the helper callbacks, W&B disabled), its output captured."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+        environment = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "WANDB_MODE": "disabled", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=environment,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def tmpfs(tmp_path) -> Callable[[str], Path]:
+    """``tmpfs("2m")``: a fresh tmpfs of that size mounted under ``tmp_path`` (another file system
+    than ``$TMPDIR``, or a small disk that fills up), unmounted after the test. Needs root (CI)."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -25,7 +25,8 @@ class PoisonLoss(Callback):
 
 
 class KillDuringCheckpointWrite(Callback):
-    """SIGKILLs its own process half-way through writing the checkpoint of step ``at_step``."""
+    """SIGKILLs its own process half-way through writing the checkpoint of step ``at_step``: the
+    temporary file holds the first half of the checkpoint's bytes, synced, when the process dies."""
 
     def __init__(self, at_step: int = 3) -> None:
         self.at_step = at_step
@@ -36,14 +37,29 @@ class KillDuringCheckpointWrite(Callback):
         import os
         import signal
 
-        from fsspec.implementations.local import LocalFileOpener
+        import dfn.atomic
 
-        def write_half_then_die(opener, data):
-            opener.f.write(bytes(data)[: len(data) // 2])
-            opener.f.flush()
+        def half_written_then_die(path):
+            os.truncate(path, os.path.getsize(path) // 2)
+            fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
             os.kill(os.getpid(), signal.SIGKILL)
 
-        LocalFileOpener.write = write_half_then_die
+        dfn.atomic._fsync_file = half_written_then_die
+
+
+class SignalAtStep(Callback):
+    """Sends ``signal`` (a name: SIGTERM, SIGINT) to its own process after training step ``at_step``,
+    as a cluster's preemption (SIGTERM) or a user's Ctrl-C (SIGINT) would."""
+
+    def __init__(self, signal: str = "SIGTERM", at_step: int = 3) -> None:
+        self.signal, self.at_step = signal, at_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            import os
+            import signal
+            os.kill(os.getpid(), getattr(signal, self.signal))
 
 
 class SlurmPreemption(Callback):

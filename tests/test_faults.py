@@ -1,71 +1,70 @@
-"""Faults: NaN loss, a kill during a checkpoint write (mid-epoch), an unwritable run directory."""
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Faults: NaN loss, a kill during a checkpoint write (mid-epoch), an unwritable run directory, bad
+command lines. (Cluster faults: tests/test_checkpoints.py.)"""
 
 import pytest
 import torch
 
 from dfn.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--config", str(ROOT / "configs/steerable.yaml"), "--data.init_args.image_size", "8",
-        "--data.init_args.batch_size", "4", "--data.init_args.val_angles", "4",
-        "--data.init_args.val_images_per_angle", "1", "--data.init_args.batches_per_epoch", "5",
-        "--model.init_args.net.init_args.hidden", "[8]", "--trainer.val_check_interval", "5",
-        "--checkpoint.every_n_train_steps", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false"]
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(tmp_path, capsys):
+def test_nan_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(tmp_path, capsys, steerable_tiny):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *TINY, "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "6",
+        main(["fit", *steerable_tiny, "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "6",
               "--trainer.callbacks+=helpers.PoisonLoss", "--trainer.callbacks.init_args.at_step", "2"])
     assert exit_info.value.code == 1
-    assert "training loss is nan at step 2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training loss is nan at step 2" in err
+    assert f"Last good state: {tmp_path / 'run/checkpoints/last.ckpt'} (step 2)" in err
+    assert "--ckpt_path last --model.init_args.optimizer_overrides '{lr: 1e-4}'" in err
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
-def test_kill_during_a_checkpoint_write_leaves_last_ckpt_intact_and_resumes(tmp_path):
+def test_kill_during_a_checkpoint_write_leaves_last_ckpt_intact_and_resumes(tmp_path, steerable_tiny, dfn_process):
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "WANDB_MODE": "disabled"}
-    killed = subprocess.run([sys.executable, "-m", "dfn", "fit", *TINY, "--run_dir", str(run),
-                             "--trainer.max_steps", "8", "--trainer.callbacks+=helpers.KillDuringCheckpointWrite",
-                             "--trainer.callbacks.init_args.at_step", "3"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    killed = dfn_process("fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "8",
+                         "--trainer.callbacks+=helpers.KillDuringCheckpointWrite",
+                         "--trainer.callbacks.init_args.at_step", "3")
     assert killed.returncode == -9                      # SIGKILL, mid-epoch (5 batches an epoch)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2                     # the step-3 write never replaced it
-    resumed = subprocess.run([sys.executable, "-m", "dfn", "fit", *TINY, "--run_dir", str(run),
-                              "--trainer.max_steps", "8", "--ckpt_path", "last"],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    resumed = dfn_process("fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "8",
+                          "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
 
 
-def test_unwritable_run_dir_is_named(tmp_path, capsys):
+def test_unwritable_run_dir_is_named(tmp_path, capsys, steerable_tiny):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *TINY, "--run_dir", str(blocker / "run")])
+        main(["fit", *steerable_tiny, "--run_dir", str(blocker / "run")])
     assert exit_info.value.code == 2
     assert f"cannot write to run_dir {blocker / 'run'}" in capsys.readouterr().err
 
 
-def test_full_disk_during_a_checkpoint_write_is_named(tmp_path, capsys, monkeypatch):
-    import errno
-
-    import lightning.fabric.plugins.io.torch_io as torch_io
-
-    def no_space(checkpoint, path):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(torch_io, "_atomic_save", no_space)
+@pytest.mark.parametrize("args,message,hint", [
+    (["--data.init_args.batch_size", "0"], "dfn: error: data.batch_size must be >= 1, got 0", ""),
+    (["--trainer.max_step", "3"], "dfn: error: unrecognized arguments: --trainer.max_step 3",   # no prefix match
+     "The options: python -m dfn fit --help"),
+    (["--trainer.max_steps", "abc"], 'dfn: error: Parser key "trainer.max_steps": Expected a <class \'int\'>',
+     "The options: python -m dfn fit --help"),
+])
+def test_a_bad_command_line_is_one_line_with_status_2(tmp_path, capsys, steerable_tiny, args, message, hint):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *TINY, "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "3"])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
-    assert "cannot write" in err and "No space left on device" in err and "last.ckpt" in err
+        main(["fit", *steerable_tiny, "--run_dir", str(tmp_path / "run"), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(message) and err[-1].endswith(hint)
+    assert not any("usage:" in line for line in err)
+
+
+def test_a_yaml_syntax_error_names_the_file(tmp_path, capsys):
+    config = tmp_path / "broken.yaml"
+    config.write_text("trainer:\n  max_steps: [1,\n  b: :\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"dfn: error: {config}: not valid YAML (")

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import torch
 
-from test_faults import TINY
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_path):
+def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_path, steerable_tiny):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scontrol = bin_dir / "scontrol"
@@ -23,7 +21,7 @@ def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_pa
                SLURM_NTASKS="1", SLURM_JOB_NAME="dfn-test", SLURM_JOB_ID="4242", SLURM_PROCID="0",
                SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="localhost")
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "dfn", "fit", *TINY, "--run_dir", str(run), "--trainer.max_steps", "6",
+    command = [sys.executable, "-m", "dfn", "fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "6",
                "--trainer.plugins", "lightning.pytorch.plugins.environments.SLURMEnvironment"]
     first = subprocess.run(command + ["--trainer.callbacks+=helpers.SlurmPreemption",
                                       "--trainer.callbacks.init_args.at_step", "3"],

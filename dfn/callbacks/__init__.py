@@ -1,8 +1,10 @@
-"""Callbacks: run bookkeeping (W&B id, configs) and each experiment's pictures and writers."""
+"""Callbacks: run bookkeeping (W&B id, configs, checkpoints) and each experiment's pictures and writers."""
 from dfn.callbacks.results import TestResultsWriter
-from dfn.callbacks.run import LastCheckpoint, NonFiniteLoss, RunConfigSaver, StopOnNonFiniteLoss, WandbRunId
+from dfn.callbacks.run import (LastCheckpoint, NonFiniteLoss, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
+                               WandbRunId)
 from dfn.callbacks.steerable import FilterPNGWriter, SteerableFigure
 from dfn.callbacks.video import VideoPictures, VideoPredictionWriter
 
-__all__ = ["FilterPNGWriter", "LastCheckpoint", "NonFiniteLoss", "RunConfigSaver", "SteerableFigure",
-           "StopOnNonFiniteLoss", "TestResultsWriter", "VideoPictures", "VideoPredictionWriter", "WandbRunId"]
+__all__ = ["FilterPNGWriter", "LastCheckpoint", "NonFiniteLoss", "RunCheckpoint", "RunConfigSaver",
+           "SteerableFigure", "StopOnNonFiniteLoss", "TestResultsWriter", "VideoPictures",
+           "VideoPredictionWriter", "WandbRunId"]

@@ -1,13 +1,19 @@
-"""Run-level callbacks of the harness: the W&B run id in checkpoints, and run-config saving."""
+"""Run-level callbacks of the harness: the W&B run id in checkpoints, run-config saving, the
+checkpoint writers (best and ``last.ckpt``) and the NaN / inf stop."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch import Tensor
+
+from dfn.checkpoint_info import read_checkpoint
 
 
 class WandbRunId(Callback):
@@ -41,25 +47,120 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def last_good_checkpoint(trainer: Trainer) -> str:
+    """``<path> (step N)`` of the newest ``last.ckpt`` this fit wrote or resumed from, or a note
+    that there is none yet."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "last_model_path", "")
+        if path and os.path.isfile(path):
+            return f"{path} (step {read_checkpoint(path)['global_step']})"
+    return "none yet: nothing was saved before this step"
+
+
 class StopOnNonFiniteLoss(Callback):
     """Stops training before a NaN / inf loss reaches the weights (checked ahead of backward), so
-    the checkpoints on disk stay the last good ones; the error names the step and the way back."""
+    the checkpoints on disk stay the last good ones; the error names the step, the checkpoint
+    that holds the last good state, and how to resume it with another learning rate."""
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: Any) -> None:
         if not bool(loss.isfinite().all()):
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
             raise NonFiniteLoss(
                 f"training loss is {loss.item()} at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch}); training stopped before the update, checkpoints are "
-                f"untouched (last: {last}). Resume with --ckpt_path last and a lower learning rate, "
-                "or check the data for NaNs.")
+                f"{trainer.current_epoch}); training stopped before the update. Last good state: "
+                f"{last_good_checkpoint(trainer)}. Resume it with a lower learning rate: "
+                "--ckpt_path last --model.init_args.optimizer_overrides '{lr: 1e-4}' (or check the data for NaNs).")
 
 
-class LastCheckpoint(ModelCheckpoint):
-    """Writes ``last.ckpt`` every ``every_n_train_steps`` steps and once more when training ends
-    between two of them (``max_time`` reached, ``max_steps`` not a multiple), so a stopped run
-    keeps its last steps."""
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose resumed runs keep the checkpoints a straight run keeps.
+
+    * The latest value of the monitored metric, and whether a save waits for the next validation,
+      are saved with its state. Lightning forgets both on resume, so the first saves after a
+      resume would differ from the straight run's (other best files, two "best" files with
+      ``save_top_k: 1``).
+    * It follows its run directory: when a run directory was copied or moved and is resumed from
+      its new place, the paths it remembers (best, top k, last) move into the new folder, so best
+      tracking continues and ``last.ckpt`` is replaced instead of a ``last-v1.ckpt`` beside it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._trainer: Optional[Trainer] = None
+        self._restored_monitored: Optional[Tensor] = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.monitor is not None and self._trainer is not None:
+            value = self._monitor_candidates(self._trainer).get(self.monitor)
+            state["monitored_value"] = None if value is None else value.detach().cpu()
+        state["defer_save_until_validation"] = self._defer_save_until_validation
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_monitored = state_dict.get("monitored_value")
+        self._defer_save_until_validation = state_dict.get("defer_save_until_validation", False)
+        old = state_dict.get("dirpath")
+        if old is None or self.dirpath is None or os.path.abspath(old) == os.path.abspath(self.dirpath):
+            return super().load_state_dict(state_dict)
+
+        def moved(path: str) -> str:
+            if not path or os.path.dirname(os.path.abspath(path)) != os.path.abspath(old):
+                return path
+            return os.path.join(self.dirpath, os.path.basename(path))
+
+        state = {**state_dict, "dirpath": self.dirpath,
+                 "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state_dict:
+                state[key] = moved(state_dict[key])
+        super().load_state_dict(state)
+
+    def _monitor_candidates(self, trainer: Trainer) -> dict[str, Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor not in candidates and self._restored_monitored is not None:
+            candidates[self.monitor] = self._restored_monitored.to(trainer.strategy.root_device)
+        return candidates
+
+
+class LastCheckpoint(RunCheckpoint):
+    """Writes ``last.ckpt`` every ``every_n_train_steps`` steps, once more when training ends
+    between two of them (``max_time`` reached, ``max_steps`` not a multiple), and when the process
+    is asked to stop (SIGTERM, as a cluster preempts a job, or Ctrl-C, which the CLI turns into
+    one): Lightning stops at the end of the current step, and that step is saved. So a stopped
+    run keeps its last steps. It always replaces ``last.ckpt`` (no ``last-v1.ckpt``).
+
+    When the other checkpoint callbacks change their best files after ``last.ckpt`` was written
+    for the same step (a best save waits for the validation that follows the step), it is
+    written again, so that a resume knows the best files that exist."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(enable_version_counter=False, **kwargs)
+        self._best_files_saved: Any = None
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if (trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+                and trainer.global_step == self._last_global_step_saved
+                and self._best_files(trainer) != self._best_files_saved):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save_if_behind(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
+            self._save_if_behind(trainer)
+
+    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        self._best_files_saved = self._best_files(trainer)
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+
+    def _best_files(self, trainer: Trainer) -> list[tuple[str, list[str]]]:
+        return [(c.best_model_path, sorted(c.best_k_models)) for c in trainer.checkpoint_callbacks if c is not self]
+
+    def _save_if_behind(self, trainer: Trainer) -> None:
         if trainer.global_step != self._last_global_step_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -38,12 +38,17 @@ class DFNModule(LightningModule):
         compile: compile the network with ``torch.compile`` when fitting (``nn.Module.compile``,
             in place, so checkpoints keep their parameter names): ``True`` in its default mode, or
             a mode by name, e.g. ``"reduce-overhead"`` (CUDA graphs on a GPU).
+        optimizer_overrides: optimizer hyperparameters set on every parameter group when ``fit``
+            starts, *after* a resumed checkpoint restored its optimizer state (which otherwise
+            brings back its own learning rate), e.g. ``{lr: 1e-4}`` to resume with a lower one.
+            A scheduler continues from the new values.
     """
 
     compile_target = "net"  # attribute holding the network that `compile` compiles
 
     def __init__(self, optimizer: OptimizerFactory = adam, scheduler: Optional[SchedulerFactory] = None,
-                 scheduler_interval: str = "step", compile: CompileMode = False) -> None:
+                 scheduler_interval: str = "step", compile: CompileMode = False,
+                 optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
         super().__init__()
         if not isinstance(compile, bool) and compile not in COMPILE_MODES:
             raise ConfigError(f"model.compile must be true, false or a torch.compile mode "
@@ -53,6 +58,7 @@ class DFNModule(LightningModule):
             raise ConfigError(f"model.scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
+        self.optimizer_overrides = dict(optimizer_overrides or {})
 
     def setup(self, stage: str) -> None:
         if self.compile_network and stage == "fit":
@@ -77,6 +83,27 @@ class DFNModule(LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def on_train_start(self) -> None:
+        """Apply ``optimizer_overrides`` (after Lightning restored a checkpoint's optimizer)."""
+        overrides = self.optimizer_overrides
+        if not overrides:
+            return
+        for optimizer in self.trainer.optimizers:
+            unknown = sorted(set(overrides) - set(optimizer.param_groups[0]))
+            if unknown:
+                raise ConfigError(f"model.optimizer_overrides: {type(optimizer).__name__} has no "
+                                  f"hyperparameter {unknown[0]!r} (it has "
+                                  f"{sorted(k for k in optimizer.param_groups[0] if k != 'params')})")
+            old_lrs = [group["lr"] for group in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group.update(overrides)
+            if "lr" not in overrides:
+                continue
+            for config in self.trainer.lr_scheduler_configs:   # closed-form schedules scale from base_lrs
+                if config.scheduler.optimizer is optimizer and hasattr(config.scheduler, "base_lrs"):
+                    config.scheduler.base_lrs = [base * overrides["lr"] / old if old else overrides["lr"]
+                                                 for base, old in zip(config.scheduler.base_lrs, old_lrs)]
 
     def _identity(self) -> dict[str, Any]:
         return {"model": type(self).__qualname__,

@@ -8,7 +8,7 @@ to the analytic ones: cosine similarity at held-out angles (``val/filter_cos_min
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,13 +32,14 @@ class SteerableFilterModel(DFNModule):
             mapped to ``theta / pi - 1`` in ``[-1, 1)``) and returning ``(B, k*k, 1, 1)``,
             e.g. ``PixelMLP(1, [64, 128], 81)``.
         kernel_size: ``k``, the generated filter size.
-        optimizer, scheduler, scheduler_interval, compile: see :class:`dfn.models.base.DFNModule`.
+        optimizer, scheduler, scheduler_interval, compile, optimizer_overrides: see
+            :class:`dfn.models.base.DFNModule`.
     """
 
     def __init__(self, net: nn.Module, kernel_size: int = 9, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
-                 compile: CompileMode = False) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, compile)
+                 compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         if kernel_size < 1:

@@ -28,7 +28,8 @@ class VideoPredictionModel(DFNModule):
         frames_in, frames_out: observed and predicted frames.
         loss: ``"bce"`` or ``"mse"`` (see the module docstring).
         smoothness_weight: weight of :func:`dfn.layers.filter_smoothness` on the filters.
-        optimizer, scheduler, scheduler_interval, compile: see :class:`dfn.models.base.DFNModule`.
+        optimizer, scheduler, scheduler_interval, compile, optimizer_overrides: see
+            :class:`dfn.models.base.DFNModule`.
     """
 
     compile_target = "predictor"
@@ -36,8 +37,8 @@ class VideoPredictionModel(DFNModule):
     def __init__(self, predictor: nn.Module, frames_in: int = 10, frames_out: int = 10,
                  loss: str = "bce", smoothness_weight: float = 0.0, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
-                 compile: CompileMode = False) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, compile)
+                 compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides)
         self.save_hyperparameters(ignore=["predictor"])
         if loss not in ("bce", "mse"):
             raise ConfigError(f"model.loss must be 'bce' or 'mse', got {loss!r}")

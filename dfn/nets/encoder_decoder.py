@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from dfn.layers.untied_bias_conv import UntiedBiasConv2d
+from dfn.errors import ConfigError
 
 
 class EncoderDecoder(nn.Module):
@@ -54,10 +55,10 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         strides = list(encoder_strides) if encoder_strides is not None else [1] * len(encoder)
         if len(strides) != len(encoder) or not encoder or not head:
-            raise ValueError(f"encoder {list(encoder)} and encoder_strides {strides} must have the "
+            raise ConfigError(f"encoder {list(encoder)} and encoder_strides {strides} must have the "
                              "same, non-zero length, and head must not be empty")
         if any(i < 0 or i >= len(encoder) for i in untied_bias):
-            raise ValueError(f"untied_bias indices {list(untied_bias)} must index the encoder layers")
+            raise ConfigError(f"untied_bias indices {list(untied_bias)} must index the encoder layers")
         self.act = nn.LeakyReLU(negative_slope)
         self.scale = math.prod(strides)
         self.encoder = nn.ModuleList()

@@ -10,6 +10,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from dfn.errors import ConfigError
+
 
 class PixelMLP(nn.Module):
     """``(B, in_channels, H, W) -> (B, out_channels, H, W)``; LeakyReLU between layers, linear output.
@@ -26,7 +28,7 @@ class PixelMLP(nn.Module):
         super().__init__()
         widths = [in_channels, *hidden, out_channels]
         if any(w < 1 for w in widths):
-            raise ValueError(f"PixelMLP widths must be positive, got {widths}")
+            raise ConfigError(f"PixelMLP widths must be positive, got {widths}")
         layers: list[nn.Module] = []
         for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
             layers.append(nn.Conv2d(w_in, w_out, 1))

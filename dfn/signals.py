@@ -1,0 +1,64 @@
+"""Stop requests during ``fit``: SIGTERM (a cluster preempting the job) and Ctrl-C.
+
+Lightning notes a SIGTERM and stops at the end of the current training step; ``LastCheckpoint``
+then saves that step (:mod:`dfn.callbacks.run`). A first Ctrl-C is turned into the same request
+instead of an exception in the middle of a step (a second one aborts at once). DataLoader
+workers ignore both signals, which a terminal or ``scancel`` sends to every process of the job,
+so that the main process decides when to stop and its workers are shut down by it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from dfn.callbacks.run import last_good_checkpoint
+
+
+class Stopped(Exception):
+    """``fit`` stopped on request; ``status`` is the conventional exit status (128 + signal)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@contextmanager
+def stop_gracefully_on_interrupt(trainer: Trainer) -> Iterator[None]:
+    """Run ``trainer.fit`` inside: Ctrl-C asks for a graceful stop (as SIGTERM does), and the stop
+    surfaces as :class:`Stopped` naming the step and the checkpoint that holds it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[signal.Signals] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal.SIGINT)
+        print("\ndfn: Ctrl-C: finishing the current step and saving last.ckpt (Ctrl-C again aborts "
+              "without saving)", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except SIGTERMException:
+        cause = received[0] if received else signal.SIGTERM
+        raise Stopped(f"stopped by {cause.name} after step {trainer.global_step}; saved: "
+                      f"{last_good_checkpoint(trainer)}. Continue with --ckpt_path last.",
+                      128 + cause.value) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn`` of dfn's DataLoaders: workers leave SIGINT / SIGTERM to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
