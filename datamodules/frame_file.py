@@ -137,8 +137,19 @@ class FrameFile:
         try:
             return [self.transform(self.handle[name][start:stop]) for name in self.names]
         except (OSError, RuntimeError) as error:  # a damaged chunk shows up only when read
-            raise FrameFileError(f"{self.path}: reading frames {start}:{stop} failed ({error}); the "
-                                 "file is truncated or corrupt: pack it again") from error
+            raise FrameFileError(f"{self.path}: {self._damaged(start, stop)} cannot be read ({error}); "
+                                 "the file is truncated or corrupt: pack it again") from error
+
+    def _damaged(self, start: int, stop: int) -> str:
+        """The first frame of ``start:stop`` that fails to read, e.g. ``frame 3 of 'left'``
+        (a checksum mismatch in files packed with Fletcher-32, or a truncated chunk)."""
+        for name in self.names:
+            for index in range(start, stop):
+                try:
+                    self.handle[name][index]
+                except (OSError, RuntimeError):
+                    return f"frame {index} of '{name}'"
+        return f"frames {start}:{stop}"
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_handle": None, "_pid": None}   # workers open their own

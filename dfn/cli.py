@@ -268,7 +268,10 @@ def _one_line(cause: BaseException, argv: list[str]) -> str:
         stage = next((a for a in argv if a in STAGES), None)
         message = " ".join(str(cause).split())           # jsonargparse's multi-line messages
         return f"{message}. The options: python -m dfn {stage or ''} --help".replace("  ", " ")
-    return str(cause)
+    message = str(cause)
+    if "Original Traceback" in message:        # raised in a DataLoader worker: its last line is the error
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return message
 
 
 def _status(cause: BaseException) -> int:

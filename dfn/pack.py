@@ -167,7 +167,7 @@ def _write(f: h5py.File, sources: Sequence[FrameSource], names: Sequence[str], c
                 for name, frame in zip(names, frames):
                     datasets.append(f.create_dataset(name, shape=(0, *frame.shape), maxshape=(None, *frame.shape),
                                                      dtype=np.uint8, chunks=(1, *frame.shape),
-                                                     compression=compression))
+                                                     compression=compression, fletcher32=True))
             for name, ds, frame, source in zip(names, datasets, frames, sources):
                 if frame.shape != ds.shape[1:]:
                     raise PackError(f"{source.path}: frame {n} is {frame.shape}, earlier frames "

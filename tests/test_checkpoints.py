@@ -1,6 +1,11 @@
 """Checkpoints as a cluster treats them: run dirs on another file system than $TMPDIR, kill -9
 during writes, full disks, SIGTERM / Ctrl-C, resumed and relocated runs keeping their best files."""
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +158,23 @@ def test_an_unknown_optimizer_override_is_one_clear_error(tmp_path, steerable_ti
               "--model.init_args.optimizer_overrides", "{lrr: 0.1}"])
     assert exit_info.value.code == 2
     assert "Adam has no hyperparameter 'lrr'" in capsys.readouterr().err
+
+
+def test_sigterm_to_the_whole_job_with_dataloader_workers(tmp_path, steerable_tiny):
+    """As scancel or a preemption does: SIGTERM to every process of the job (main process and
+    its 2 DataLoader workers) while it trains; the workers leave the stop to the main process,
+    which saves the step it finished and exits 143."""
+    run = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    job = subprocess.Popen([sys.executable, "-m", "dfn", "fit", *steerable_tiny, "--run_dir", str(run),
+                            "--trainer.max_steps", "100000", "--data.init_args.num_workers", "2",
+                            "--checkpoint.every_n_train_steps", "20", "--trainer.logger", "false"],
+                           cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not (run / "checkpoints/last.ckpt").exists() and time.time() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGTERM)
+    err = job.communicate(timeout=120)[1]
+    assert job.returncode == 143, err[-2000:]
+    step = load(run / "checkpoints/last.ckpt")["global_step"]
+    assert step >= 20 and f"dfn: stopped by SIGTERM after step {step}; saved:" in err

@@ -96,3 +96,25 @@ def test_bad_sources_are_named(tmp_path, capsys, args, words):
     (tmp_path / "notvideo.txt").write_text("hello")
     status, err = run(["pack", *(str(tmp_path / a) for a in args), str(tmp_path / "o.h5")], capsys)
     assert status == 2 and words in err and not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupted_chunk_is_named_by_file_and_frame(tmp_path, capsys, workers):
+    """pack writes Fletcher-32 checksums: bytes overwritten in the middle of frame 3's chunk are
+    caught when it is read (lzf alone decodes them into wrong pixels without a word)."""
+    image_folder(tmp_path / "frames", 16, shape=(32, 32, 1))
+    packed = tmp_path / "v.h5"
+    assert run(["pack", str(tmp_path / "frames"), str(packed), "--no-progress"], capsys)[0] == 0
+    with h5py.File(packed) as f:
+        assert f["frames"].fletcher32
+        chunk = f["frames"].id.get_chunk_info(3)
+    with open(packed, "r+b") as f:
+        f.seek(chunk.byte_offset + chunk.size // 2)
+        f.write(b"\x00\xff" * 8)
+    config = ["--config", "configs/highway.yaml", "--data.init_args.path", str(packed),
+              "--data.init_args.size", "[32, 32]", "--data.init_args.num_workers", str(workers),
+              "--data.init_args.test_frames", "[0, 8]", "--data.init_args.train_frames", "[8, 16]"]
+    status, err = run(["test", *config, "--run_dir", str(tmp_path / "run"),
+                       "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"], capsys)
+    assert status == 2
+    assert err.strip().splitlines()[-1].startswith(f"dfn: error: {packed}: frame 3 of 'frames' cannot be read")

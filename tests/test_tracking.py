@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -16,20 +17,31 @@ TINY = ["--data.init_args.image_size", "8", "--data.init_args.batch_size", "4",
         "--trainer.enable_progress_bar", "false"]
 
 
-def wandb_pids() -> set[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return {int(line.split()[0]) for line in out.splitlines() if "wandb" in line and "ps -eo" not in line}
+MARK = f"DFN_TEST_RUN={uuid.uuid4().hex}"   # in the environment of every process our commands start
+
+
+def own_wandb_pids() -> set[int]:
+    """wandb processes started by this test's commands (they inherit MARK), whatever else runs."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"wandb" in (proc / "cmdline").read_bytes() \
+                    and MARK.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                pids.add(int(proc.name))
+        except OSError:                      # gone meanwhile, or not ours to read
+            continue
+    return pids
 
 
 def dfn(*args: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env["WANDB_SILENT"] = "true"
+    env.update([MARK.split("=", 1)])
     subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=env, check=True,
                    capture_output=True, text=True, timeout=300)
 
 
 def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_path):
-    before = wandb_pids()
     run = tmp_path / "run"
     common = ["--config", "configs/steerable.yaml", "--run_dir", str(run), *TINY]
     dfn("fit", *common, "--trainer.max_steps", "2")
@@ -45,6 +57,6 @@ def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_
     assert (run / "config.yaml").is_file() and (run / "config.fit.1.yaml").is_file()
 
     deadline = time.time() + 10
-    while wandb_pids() - before and time.time() < deadline:
+    while own_wandb_pids() and time.time() < deadline:
         time.sleep(0.5)
-    assert not wandb_pids() - before, "a wandb process outlived the command"
+    assert not own_wandb_pids(), "a wandb process outlived the command"
