@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
@@ -221,6 +223,12 @@ def main(args: Optional[list[str]] = None) -> None:
         raise SystemExit(stop.status) from None
     except Exception as error:
         cause = _user_error(error)
+        if cause is None and _peer_died(error):
+            reason = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip().splitlines()[-1]).split(". ")[0]
+            print(f"dfn: error: another process of this distributed run died ({reason}); "
+                  "every checkpoint already written is intact: see that process's output for why, then "
+                  "resume with --ckpt_path last", file=sys.stderr)
+            raise SystemExit(1) from None
         if cause is None:
             raise
         print(f"dfn: error: {_one_line(cause, argv)}", file=sys.stderr)
@@ -257,6 +265,14 @@ def _user_error(error: BaseException) -> Optional[BaseException]:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _peer_died(error: BaseException) -> bool:
+    """A collective failed because another rank is gone (gloo: its connection closed or reset by
+    the peer; NCCL and the c10d store: a ``DistError``)."""
+    distributed_error = getattr(torch.distributed, "DistError", ())
+    return isinstance(error, distributed_error) or any(
+        sign in str(error) for sign in ("remote worker", "Connection closed by peer", "Connection reset by peer"))
 
 
 def _one_line(cause: BaseException, argv: list[str]) -> str:

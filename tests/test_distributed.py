@@ -2,14 +2,16 @@
 synced validation metrics equal the single-process values (Moving MNIST, highway, stereo)."""
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from hdf5_data import moving_texture, stereo_planes
-from test_faults import TINY as STEERABLE_TINY
 from test_highway_stereo import highway_tiny, stereo_tiny
 from test_video import tiny_args
 
@@ -59,8 +61,32 @@ def test_ddp_two_cpu_processes_train_and_validate_like_one(tmp_path, experiment)
 
 
 @pytest.mark.slow
-def test_ddp_steerable_fit(tmp_path):
-    run(["fit", *STEERABLE_TINY, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+def test_ddp_steerable_fit(tmp_path, steerable_tiny):
+    run(["fit", *steerable_tiny, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
          "--trainer.strategy", "ddp", "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "4",
          "--trainer.logger", "false"])
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_dead_ddp_rank_stops_the_run_in_one_line_and_it_resumes(tmp_path, steerable_tiny):
+    """SIGKILL to rank 1 while it trains (a node lost): rank 0 stops at its next collective with
+    one line, last.ckpt is whole, and the run resumes from it."""
+    run_dir = tmp_path / "run"
+    ddp = [*steerable_tiny, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+           "--run_dir", str(run_dir), "--checkpoint.every_n_train_steps", "10", "--trainer.logger", "false"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    job = subprocess.Popen([sys.executable, "-m", "dfn", "fit", *ddp, "--trainer.max_steps", "100000"],
+                           cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints/last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    rank1 = [int(pid) for pid in children if b"LOCAL_RANK=1" in Path(f"/proc/{pid}/environ").read_bytes()]
+    os.kill(rank1[0], signal.SIGKILL)
+    err = job.communicate(timeout=120)[1]
+    assert job.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("dfn: error: another process of this distributed run died (")
+    step = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"]
+    run(["fit", *ddp, "--trainer.max_steps", str(step + 3), "--ckpt_path", "last"])
+    assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"] == step + 3
