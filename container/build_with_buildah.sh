@@ -11,6 +11,8 @@
 #   TORCH_WHEELS      folder holding torch-<version>+cpu-*.whl (default /opt/wheels)
 #   STORAGE_DRIVER    containers' storage driver (default vfs: works inside containers and VMs
 #                     without overlay support; slower and larger than overlay)
+#   HOST_CA_BUNDLE    this machine's CA certificates, lent to pip during the build only, for
+#                     networks whose HTTPS proxy signs with a local CA (default: Debian's bundle)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/var/tmp/dfn-image}
@@ -61,8 +63,14 @@ PY
 fi
 
 # 3. the image, from the repository's Dockerfile
+ca=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+mounts=()
+if [ -f "$ca" ]; then                      # build-time only: nothing of it stays in the image
+    printf '[global]\ncert = /etc/ssl/host-ca.crt\n' >"$work/pip.conf"
+    mounts=(--volume "$ca:/etc/ssl/host-ca.crt:ro" --volume "$work/pip.conf:/etc/pip.conf:ro")
+fi
 log "buildah bud -> $image (base $base, torch from $TORCH_INDEX_URL)"
-buildah bud --quiet --network host --isolation chroot --layers=false \
+buildah bud --quiet --network host --isolation chroot --layers=false "${mounts[@]}" \
     --build-arg BASE_IMAGE="$base" --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" \
     -t "$image" "$repo"
 [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true

@@ -49,17 +49,25 @@ class KillDuringCheckpointWrite(Callback):
 
 
 class SignalAtStep(Callback):
-    """Sends ``signal`` (a name: SIGTERM, SIGINT) to its own process after training step ``at_step``,
-    as a cluster's preemption (SIGTERM) or a user's Ctrl-C (SIGINT) would."""
+    """Sends ``signal`` (a name: SIGTERM, SIGINT) to its own process after training step ``at_step``
+    (or, with ``in_validation``, after the first validation batch at that step), as a cluster's
+    preemption (SIGTERM) or a user's Ctrl-C (SIGINT) would."""
 
-    def __init__(self, signal: str = "SIGTERM", at_step: int = 3) -> None:
-        self.signal, self.at_step = signal, at_step
+    def __init__(self, signal: str = "SIGTERM", at_step: int = 3, in_validation: bool = False) -> None:
+        self.signal, self.at_step, self.in_validation = signal, at_step, in_validation
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.at_step:
-            import os
-            import signal
-            os.kill(os.getpid(), getattr(signal, self.signal))
+        if trainer.global_step == self.at_step and not self.in_validation:
+            self._send()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.global_step == self.at_step and self.in_validation and batch_idx == 0 and not trainer.sanity_checking:
+            self._send()
+
+    def _send(self) -> None:
+        import os
+        import signal
+        os.kill(os.getpid(), getattr(signal, self.signal))
 
 
 class SlurmPreemption(Callback):

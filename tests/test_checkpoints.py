@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dfn.cli import DfnCLI, main
-from hdf5_data import stereo_planes
+from hdf5_data import moving_texture, stereo_planes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,3 +178,26 @@ def test_sigterm_to_the_whole_job_with_dataloader_workers(tmp_path, steerable_ti
     assert job.returncode == 143, err[-2000:]
     step = load(run / "checkpoints/last.ckpt")["global_step"]
     assert step >= 20 and f"dfn: stopped by SIGTERM after step {step}; saved:" in err
+
+
+def test_sigterm_during_validation_saves_and_resumes_exactly(tmp_path, dfn_process):
+    """Highway (two validation batches): SIGTERM after the first validation batch of step 4 stops
+    there; the resumed run ends with the straight run's weights and best checkpoint."""
+    net = "--model.init_args.predictor.init_args.net.init_args."
+    tiny = ["--config", str(ROOT / "configs/highway.yaml"), "--data.init_args.path",
+            str(moving_texture(tmp_path / "v.h5")), "--data.init_args.size", "[32, 32]",
+            "--data.init_args.batch_size", "2", "--data.init_args.val_samples", "4",
+            "--model.init_args.predictor.init_args.kernel_size", "5", net + "encoder", "[8, 16]",
+            net + "encoder_strides", "[1, 2]", net + "decoder", "[16]", net + "upsampled", "[16]",
+            net + "head", "[16, 26]", net + "image_size", "32", "--trainer.val_check_interval", "2",
+            "--checkpoint.every_n_train_steps", "3", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "7"]
+    stopped = dfn_process("fit", *tiny, "--run_dir", str(tmp_path / "stopped"),
+                          "--trainer.callbacks+=helpers.SignalAtStep", "--trainer.callbacks.init_args.at_step", "4",
+                          "--trainer.callbacks.init_args.in_validation", "true")
+    assert stopped.returncode == 143 and load(tmp_path / "stopped/checkpoints/last.ckpt")["global_step"] == 4
+    assert dfn_process("fit", *tiny, "--run_dir", str(tmp_path / "stopped"), "--ckpt_path", "last").returncode == 0
+    assert dfn_process("fit", *tiny, "--run_dir", str(tmp_path / "straight")).returncode == 0
+    a, b = (load(tmp_path / run / "checkpoints/last.ckpt")["state_dict"] for run in ("stopped", "straight"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert best_state(tmp_path / "stopped") == best_state(tmp_path / "straight")
