@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build dfn's image from the Dockerfile and run its default command without a Docker engine:
-# a Debian base made with debootstrap, the image built by buildah (daemonless), run by podman.
+# a Debian base made with debootstrap, the image built by buildah (daemonless), run by podman
+# (or, where podman's runtime may not run here, by buildah).
 # As root on Debian/Ubuntu; it installs debootstrap, buildah and podman if they are missing.
 #
 #   container/build_with_buildah.sh [WORK_DIR]        (default /var/tmp/dfn-image)
@@ -76,9 +77,19 @@ buildah bud --quiet --network host --isolation chroot --layers=false "${mounts[@
 [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
 log "image size: $(podman image inspect "$image" --format '{{.Size}}') bytes"
 
-# 4. its default command (a 500-step steerable fit), its run directory mounted from the host
+# 4. its default command (a 500-step steerable fit), its run directory mounted from the host.
+# `podman run` needs a runtime allowed to set rlimits; where it is not (crun: "setrlimit
+# RLIMIT_NPROC: Operation not permitted" inside some sandboxes), buildah runs the same command
+# in a container of the image with chroot isolation.
 mkdir -p "$work/runs"
-log "podman run $image (default command)"
-podman run --rm --network host --cgroups disabled -v "$work/runs:/dfn/runs" "$image"
+cmd=$(podman image inspect "$image" --format '{{json .Config.Cmd}}')
+log "running $image: $cmd"
+if ! podman run --rm --network host --cgroups disabled -v "$work/runs:/dfn/runs" "$image" 2>"$work/podman.err"; then
+    log "podman run failed ($(tail -n 1 "$work/podman.err")); running the image's command with buildah"
+    ctr=$(buildah from "$image")
+    trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
+    mapfile -t argv < <(python3 -c 'import json, sys; print("\n".join(json.loads(sys.argv[1])))' "$cmd")
+    buildah run --isolation chroot --network host --volume "$work/runs:/dfn/runs" "$ctr" -- "${argv[@]}"
+fi
 ls -l "$work/runs/steerable_docker/checkpoints"
 log "done: image $image; its run in $work/runs/steerable_docker"

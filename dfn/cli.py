@@ -9,7 +9,10 @@ What it adds to LightningCLI:
 * ``fit --ckpt_path last`` (or a path) resumes the run exactly and continues its W&B run; a fresh
   ``fit`` refuses a run directory that already holds checkpoints instead of overwriting them.
 * YAML in omegaconf mode (``${...}`` interpolation), so configs can refer to their own values.
-* Clear errors: bad values and mismatched checkpoints are reported in one line naming the fix.
+* Checkpoints written whole on any file system (:mod:`dfn.checkpoint_io`); SIGTERM and Ctrl-C
+  save the current step before exiting (:mod:`dfn.signals`).
+* Clear errors: bad command lines, values, files and checkpoints are one line naming the fix
+  (exit status 2); no prefix of an option is taken for the option.
 """
 from __future__ import annotations
 
