@@ -88,6 +88,8 @@ class DfnCLI(LightningCLI):
                 logger.init_args.save_dir = str(run_dir)
             if logger.class_path == WANDB_LOGGER and logger.init_args.get("name") is None:
                 logger.init_args.name = run_dir.name
+        if self.subcommand is None:                        # objects only (run=False): no run, no folders
+            return
         _check_writable(run_dir)
         checkpoint_dir = run_dir / "checkpoints"
         if self.subcommand == "fit":
