@@ -1,6 +1,10 @@
 """``python -m dfn fit|validate|test|predict --config configs/X.yaml`` (see :mod:`dfn.cli`) and
 ``python -m dfn pack SOURCE... OUTPUT.h5`` (see :mod:`dfn.pack`)."""
-from dfn.cli import main
+from dfn.cpu_share import sleep_when_idle
+
+sleep_when_idle()          # before torch is imported (by dfn.cli)
+
+from dfn.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

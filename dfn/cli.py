@@ -16,9 +16,12 @@ What it adds to LightningCLI:
 """
 from __future__ import annotations
 
+import difflib
 import errno
+import logging
 import os
 import re
+import warnings
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -36,12 +39,15 @@ from dfn.callbacks import (LastCheckpoint, NonFiniteLoss, RunCheckpoint, RunConf
                            TestResultsWriter, WandbRunId)
 from dfn.checkpoint_info import read_checkpoint
 from dfn.checkpoint_io import use_atomic_checkpoints
+from dfn.cpu_share import threads_within_quota
+import datamodules  # noqa: F401  (dfn's DataModules and models, listed by --help as known subclasses)
+import dfn.models  # noqa: F401
+from dfn import help_text, run_summary
 from dfn.errors import CheckpointMismatch, ConfigError
 from dfn.models.base import DFNModule
 from dfn.signals import Stopped, stop_gracefully_on_interrupt
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
-STAGES = ("fit", "validate", "test", "predict")
 # every parser: a mistake raises (main prints one line) instead of printing the usage and exiting,
 # and no option is taken for a prefix of another (--trainer.max_step is not --trainer.max_steps)
 STRICT = {"exit_on_error": False, "allow_abbrev": False}
@@ -53,20 +59,69 @@ def default_wandb_mode() -> None:
         os.environ["WANDB_MODE"] = "offline"
 
 
+class _NoAdvertisement(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def silence_library_noise() -> None:
+    """Hide what is noise and not the user's to fix: Lightning's LitLogger tip on every run and its
+    ``LeafSpec`` deprecation warning (between Lightning and torch). W&B's "anonymous setting has no
+    effect" warning is avoided where the logger is made (:meth:`DfnCLI.instantiate_trainer`)."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NO_ADVERTISEMENT)
+
+
+NO_ADVERTISEMENT = _NoAdvertisement()
+
+
 class DfnCLI(LightningCLI):
     """LightningCLI with dfn's run directory, W&B defaults, checkpointing and resume."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+        silence_library_noise()
+        wandb = {"project": "dfn", "mode": os.environ.get("WANDB_MODE")}   # --print_config shows the real mode
         super().__init__(
             model_class=DFNModule, subclass_mode_model=True,
             datamodule_class=LightningDataModule, subclass_mode_data=True,
             save_config_callback=RunConfigSaver,
             parser_kwargs={"parser_mode": "omegaconf", "prog": "python -m dfn", **STRICT,
-                           **{stage: dict(STRICT) for stage in STAGES}},
-            trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "dfn"}},
+                           "description": help_text.MAIN, "formatter_class": help_text.HelpFormatter},
+            trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": wandb},
                               "max_epochs": -1, "use_distributed_sampler": False,
                               "callbacks": [WandbRunId(), StopOnNonFiniteLoss(), TestResultsWriter()]},
             auto_configure_optimizers=False, args=args, run=run)
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """LightningCLI's, with dfn's descriptions (Lightning's are cut mid-sentence), strict
+        parsers, and ``test`` printing dfn's results table instead of Lightning's."""
+        self._subcommand_parsers: dict[str, LightningArgumentParser] = {}
+        subcommands = parser.add_subcommands()
+        for stage, what in help_text.STAGES.items():
+            stage_parser = self._prepare_subcommand_parser(
+                Trainer, stage, **STRICT, description=help_text.STAGE.format(what=what),
+                formatter_class=help_text.HelpFormatter, parser_mode="omegaconf", prog=f"python -m dfn {stage}",
+                usage=f"python -m dfn {stage} --config configs/X.yaml [options]")
+            if stage == "test":
+                stage_parser.set_defaults(verbose=False)
+            self._subcommand_parsers[stage] = stage_parser
+            subcommands.add_subcommand(stage, stage_parser, help=what)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """LightningCLI's, adding "did you mean" to an unknown option."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as error:
+            unknown = re.findall(r"(--[\w.]+)", str(error)) if "unrecognized arguments" in str(error) else []
+            stage = next((a for a in (args or sys.argv[1:]) if a in self._subcommand_parsers), None)
+            if not unknown or stage is None:
+                raise
+            options = [o for action in self._subcommand_parsers[stage]._actions for o in action.option_strings
+                       if o.count(".") == unknown[0].count(".")]
+            close = difflib.get_close_matches(unknown[0], options, n=1, cutoff=0.8)
+            if not close:
+                raise
+            raise ArgumentError(None, f"{error}; did you mean {close[0]}?") from error
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/default",
@@ -109,6 +164,9 @@ class DfnCLI(LightningCLI):
         The ``checkpoint`` group keeps the best ones."""
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
+                logger._wandb_init.pop("anonymous", None)       # deprecated; wandb warns when it is passed
         best = trainer.checkpoint_callback
         if best is not None:
             best.save_last = False
@@ -154,8 +212,10 @@ class DfnCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Runs the subcommand, then closes its W&B run (marked failed if the command raised), so
-        that the next command in the same process starts its own run."""
+        that the next command in the same process starts its own run, and says what it wrote where."""
         failed = True
+        run_dir = Path(self.trainer.default_root_dir)
+        before = run_summary.snapshot(run_dir)
         try:
             if subcommand == "fit":
                 with stop_gracefully_on_interrupt(self.trainer):
@@ -167,6 +227,9 @@ class DfnCLI(LightningCLI):
             for logger in self.trainer.loggers:
                 if isinstance(logger, WandbLogger) and logger._experiment is not None:
                     logger.experiment.finish(exit_code=1 if failed else 0)
+            outputs = run_summary.written(run_dir, before)
+            if not failed and outputs and self.trainer.is_global_zero:
+                print(f"dfn: {subcommand} wrote to {outputs}", file=sys.stderr)
 
     def before_fit(self) -> None:
         """On resume (``--ckpt_path``, or a requeued SLURM job), point the W&B logger at the run
@@ -215,6 +278,7 @@ def main(args: Optional[list[str]] = None) -> None:
     ``dfn: error: ...`` naming the key or file and the fix; a full disk and a NaN loss with status
     1; a requested stop (SIGTERM, Ctrl-C) with 128 + the signal, after saving ``last.ckpt``."""
     default_wandb_mode()
+    threads_within_quota()
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv[:1] == ["pack"]:                      # not a Lightning stage: video / images -> HDF5
@@ -241,10 +305,14 @@ def main(args: Optional[list[str]] = None) -> None:
 
 
 def _check_yaml(argv: list[str]) -> None:
-    """Name the file of a YAML syntax error (jsonargparse reports it without the file name)."""
+    """A missing config file, or the file of a YAML syntax error (jsonargparse reports it without
+    the file name), as one line with the fix."""
     for flag, value in zip(argv, argv[1:] + [""]):
         path = Path(value if flag in ("--config", "-c") else flag.partition("=")[2]
                     if flag.startswith("--config=") else "")
+        if path.name and not path.exists():
+            raise ConfigError(f"--config {path}: no such file; the experiments' configs are in the "
+                              "repository's configs/ folder (e.g. configs/steerable.yaml)")
         if path.name and path.is_file():
             try:
                 yaml.safe_load(path.read_text())
@@ -286,9 +354,9 @@ def _one_line(cause: BaseException, argv: list[str]) -> str:
                 "or choose another --run_dir; every checkpoint already written is intact (each is "
                 "written beside its final name, then renamed).")
     if isinstance(cause, ArgumentError):
-        stage = next((a for a in argv if a in STAGES), None)
+        stage = next((a for a in argv if a in help_text.STAGES), None)
         message = " ".join(str(cause).split())           # jsonargparse's multi-line messages
-        return f"{message}. The options: python -m dfn {stage or ''} --help".replace("  ", " ")
+        return f"{message.rstrip('.')} (all options: python -m dfn {stage or ''} --help)".replace("  ", " ")
     message = str(cause)
     if "Original Traceback" in message:        # raised in a DataLoader worker: its last line is the error
         message = message.strip().splitlines()[-1].split(": ", 1)[-1]

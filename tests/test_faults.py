@@ -48,9 +48,9 @@ def test_unwritable_run_dir_is_named(tmp_path, capsys, steerable_tiny):
 @pytest.mark.parametrize("args,message,hint", [
     (["--data.init_args.batch_size", "0"], "dfn: error: data.batch_size must be >= 1, got 0", ""),
     (["--trainer.max_step", "3"], "dfn: error: unrecognized arguments: --trainer.max_step 3",   # no prefix match
-     "The options: python -m dfn fit --help"),
+     "; did you mean --trainer.max_steps? (all options: python -m dfn fit --help)"),
     (["--trainer.max_steps", "abc"], 'dfn: error: Parser key "trainer.max_steps": Expected a <class \'int\'>',
-     "The options: python -m dfn fit --help"),
+     "(all options: python -m dfn fit --help)"),
 ])
 def test_a_bad_command_line_is_one_line_with_status_2(tmp_path, capsys, steerable_tiny, args, message, hint):
     with pytest.raises(SystemExit) as exit_info:

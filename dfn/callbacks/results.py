@@ -20,7 +20,8 @@ def free_path(path: Path) -> Path:
 
 class TestResultsWriter(Callback):
     """After ``test``: ``<run_dir>/test_results_step<N>.json`` with the checkpoint, its step, every
-    logged ``test*`` metric and, where the model keeps them (``test_results``), its per-step curves."""
+    logged ``test*`` metric and, where the model keeps them (``test_results``), its per-step curves;
+    and the metrics as one table (test set x metric) on the console."""
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -34,3 +35,19 @@ class TestResultsWriter(Callback):
         path = free_path(run_folder(trainer, f"test_results_step{step:07d}.json"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2))
+        print(results_table(metrics, step))
+
+
+def results_table(metrics: dict[str, float], step: int) -> str:
+    """One row per test set (``test``, ``test1``, ...), one column per metric."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        test_set, _, name = key.partition("/")
+        rows.setdefault(test_set, {})[name or test_set] = value
+    columns = sorted({name for row in rows.values() for name in row})
+    cells = [[f"test results, step {step}", *columns]]
+    cells += [[test_set, *(f"{row[c]:.4g}" if c in row else "" for c in columns)] for test_set, row in sorted(rows.items())]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+             for line in cells]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])

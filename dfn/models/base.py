@@ -77,6 +77,10 @@ class DFNModule(LightningModule):
                               ) from error
 
     def configure_optimizers(self) -> Any:
+        if not any(p.requires_grad for p in self.parameters()):
+            raise ConfigError(f"{type(self).__name__} has no parameters to train here (e.g. the copy-last "
+                              "baseline); evaluate it with `python -m dfn test` and the same configs "
+                              "instead of fit")
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
