@@ -28,7 +28,7 @@ LAUNCH = {"dfn": [sys.executable, "-m", "dfn"],
 
 def fits(launch: list[str], steps: int, count: int, folder: Path) -> float:
     """Wall seconds until all ``count`` fits, started together, have finished."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
     env["WANDB_MODE"] = "disabled"
     start = time.perf_counter()
     jobs = [subprocess.Popen([*launch, "fit", "--config", "configs/steerable.yaml", "--run_dir",

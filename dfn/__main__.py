@@ -1,8 +1,8 @@
 """``python -m dfn fit|validate|test|predict --config configs/X.yaml`` (see :mod:`dfn.cli`) and
 ``python -m dfn pack SOURCE... OUTPUT.h5`` (see :mod:`dfn.pack`)."""
-from dfn.cpu_share import sleep_when_idle
+from dfn.cpu_share import spin_briefly
 
-sleep_when_idle()          # before torch is imported (by dfn.cli)
+spin_briefly()          # before torch is imported (by dfn.cli)
 
 from dfn.cli import main  # noqa: E402
 

@@ -1,4 +1,5 @@
 """`python -m dfn` on the steerable experiment: fit, resume, predict, and clear errors."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,9 +123,31 @@ def test_checkpoint_of_a_different_model(tmp_path, capsys):
 
 
 def test_print_config_and_help():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     out = subprocess.run([sys.executable, "-m", "dfn", "fit", "--config", CONFIG, "--print_config"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                         cwd=ROOT, capture_output=True, text=True, check=True, env=env).stdout
     assert "class_path: dfn.models.SteerableFilterModel" in out and "run_dir: runs/steerable" in out
+    assert "      mode: offline" in out                            # what W&B will really do
+    main_help = subprocess.run([sys.executable, "-m", "dfn", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+    assert "python -m dfn pack" in main_help and "steerable.yaml" in main_help
+    assert "writes <run_dir>/test_results_step<N>.json." in " ".join(main_help.split())   # not cut
     help_text = subprocess.run([sys.executable, "-m", "dfn", "fit", "--help"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout
-    assert "--run_dir" in help_text and "--ckpt_path" in help_text
+    assert help_text.startswith("usage: python -m dfn fit --config configs/X.yaml [options]\n")
+    first_screen = "\n".join(help_text.splitlines()[:40])
+    assert "--run_dir" in first_screen and "--ckpt_path" in first_screen
+    assert "datamodules.StereoHDF5DataModule" in first_screen
+    known = help_text[help_text.index("--data CONFIG"):help_text.index("--data CONFIG") + 600]
+    assert "datamodules.SteerableDataModule" in known                 # not only LightningDataModule
+
+
+def test_every_command_says_what_it_wrote_and_test_prints_one_table(tmp_path, capsys):
+    fit(tmp_path / "run", 2)
+    assert f"dfn: fit wrote to {tmp_path / 'run'}: checkpoints/ (last.ckpt), config.yaml" in capsys.readouterr().err
+    main(["test", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY, "--ckpt_path", "last"])
+    out, err = capsys.readouterr()
+    table = out[out.index("test results, step 2"):].splitlines()
+    assert table[0].split() == ["test", "results,", "step", "2", "filter_cos_mean", "filter_cos_min", "loss"]
+    assert table[2].split()[0] == "test" and len(table[2].split()) == 4
+    assert f"dfn: test wrote to {tmp_path / 'run'}: config.test.1.yaml, test_results_step0000002.json" in err

