@@ -138,13 +138,14 @@ def test_print_config_and_help():
     first_screen = "\n".join(help_text.splitlines()[:40])
     assert "--run_dir" in first_screen and "--ckpt_path" in first_screen
     assert "datamodules.StereoHDF5DataModule" in first_screen
-    known = help_text[help_text.index("--data CONFIG"):help_text.index("--data CONFIG") + 600]
+    known = help_text[help_text.index("--data CONFIG"):help_text.index("--data CONFIG") + 1000]
     assert "datamodules.SteerableDataModule" in known                 # not only LightningDataModule
 
 
 def test_every_command_says_what_it_wrote_and_test_prints_one_table(tmp_path, capsys):
     fit(tmp_path / "run", 2)
-    assert f"dfn: fit wrote to {tmp_path / 'run'}: checkpoints/ (last.ckpt), config.yaml" in capsys.readouterr().err
+    assert (f"dfn: fit wrote to {tmp_path / 'run'}: checkpoints/ (last.ckpt, step0000002.ckpt), config.yaml, "
+            "figures/ (val_figure_step0000002.png)") in capsys.readouterr().err
     main(["test", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY, "--ckpt_path", "last"])
     out, err = capsys.readouterr()
     table = out[out.index("test results, step 2"):].splitlines()

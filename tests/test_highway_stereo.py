@@ -41,8 +41,9 @@ def stereo_tiny(path: Path) -> list[str]:
                                                      ("stereo", stereo_planes, 464_494)])
 def test_paper_networks_from_the_configs(tmp_path, config, make, parameters):
     path = make(tmp_path / "data.h5", size=64)
-    cli = DfnCLI(args=["--config", str(ROOT / f"configs/{config}.yaml"), "--data.init_args.path", str(path)],
-                 run=False)
+    cli = DfnCLI(args=["--config", str(ROOT / f"configs/{config}.yaml"), "--data.init_args.path", str(path),
+                       "--run_dir", str(tmp_path / "run")], run=False)
+    assert not (tmp_path / "run").exists()              # building objects writes no run directory
     assert sum(p.numel() for p in cli.model.parameters()) == parameters
     batch = cli.datamodule._train_batch(torch.Generator().manual_seed(0))
     prediction, filters = cli.model(batch["frames"][:, :cli.model.frames_in], return_filters=True)
