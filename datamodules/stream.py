@@ -12,9 +12,8 @@ of rank ``rank`` is drawn with a ``torch.Generator`` seeded from those three num
   ``N`` steps + resume + ``N`` steps sees the same batches as ``2N`` steps straight.
 
 An epoch is ``batches_per_epoch`` consecutive stream indices; the epoch of a batch is
-``index // batches_per_epoch``. Workers ignore SIGINT / SIGTERM (a terminal or a cluster sends
-them to every process): the main process stops at the end of a step and shuts them down
-(:mod:`dfn.signals`).
+``index // batches_per_epoch``. Workers ignore SIGINT (a terminal's Ctrl-C reaches every
+process): the main process stops at the end of a step and shuts them down (:mod:`dfn.signals`).
 """
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dfn.errors import ConfigError
-from dfn.signals import ignore_stop_signals
+from dfn.signals import ignore_interrupts
 
 Batch = dict[str, torch.Tensor]
 HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out data is never trained on
@@ -110,13 +109,13 @@ class StreamDataModule(LightningDataModule):
         return StreamLoader(SeededBatches(self._train_batch, self.seed, rank), batch_size=None,
                             sampler=ResumableEpochSampler(self._train_position, self.batches_per_epoch),
                             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                            worker_init_fn=ignore_stop_signals)
+                            worker_init_fn=ignore_interrupts)
 
     def _held_out_loader(self, dataset: Dataset, shard: bool = True) -> DataLoader:
         """A loader of a fixed set in order, ``batch_size`` at a time: this rank's share of it
         (``shard``), or all of it."""
         return DataLoader(self._shard(dataset) if shard else dataset, batch_size=self.batch_size,
-                          num_workers=self.num_workers, worker_init_fn=ignore_stop_signals)
+                          num_workers=self.num_workers, worker_init_fn=ignore_interrupts)
 
     def _shard(self, dataset: Dataset) -> Dataset:
         """This rank's share of a held-out set (every world_size-th item, no padding), so that

@@ -3,8 +3,10 @@
 Lightning notes a SIGTERM and stops at the end of the current training step; ``LastCheckpoint``
 then saves that step (:mod:`dfn.callbacks.run`). A first Ctrl-C is turned into the same request
 instead of an exception in the middle of a step (a second one aborts at once). DataLoader
-workers ignore both signals, which a terminal or ``scancel`` sends to every process of the job,
-so that the main process decides when to stop and its workers are shut down by it.
+workers ignore the SIGINT that a terminal sends to every process of the foreground job. A
+SIGTERM sent to every process of a job (``scancel``, ``kill -- -PGID``) also ends the workers,
+and the main process then fails with a dead-worker error: send it to the main process only,
+or use ``num_workers: 0``.
 """
 from __future__ import annotations
 
@@ -58,7 +60,9 @@ def stop_gracefully_on_interrupt(trainer: Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """``worker_init_fn`` of dfn's DataLoaders: workers leave SIGINT / SIGTERM to the main process."""
+def ignore_interrupts(worker_id: int) -> None:
+    """``worker_init_fn`` of dfn's DataLoaders: a worker ignores SIGINT, which a terminal's Ctrl-C
+    sends to every process in the foreground; the main process stops at the end of a step and
+    shuts its workers down. SIGTERM keeps its default action: it is how the DataLoader and
+    multiprocessing end their workers, and a worker that ignored it would hang their shutdown."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
