@@ -149,7 +149,7 @@ class BouncingMNISTDataModule(StreamDataModule):
                 candidates = [folder / f"{prefix}-images-idx3-ubyte{ext}" for ext in ("", ".gz")]
                 found = [p for p in candidates if p.is_file()]
                 if not found:
-                    raise FileNotFoundError(f"data.digits: no {candidates[0].name}[.gz] in {folder}")
+                    raise ConfigError(f"data.digits: no {candidates[0].name}[.gz] in {folder}")
                 self._digits[split] = idx_images(found[0])
         return self._digits[split]
 
@@ -210,7 +210,7 @@ def srivastava_sequences(path: str | Path) -> np.ndarray:
     """Srivastava et al.'s ``mnist_test_seq.npy``: ``uint8 (20, N, 64, 64)``, memory-mapped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data.srivastava_test_file {path} does not exist")
+        raise ConfigError(f"data.srivastava_test_file {path} does not exist")
     array = np.load(path, mmap_mode="r")
     if array.ndim != 4 or array.shape[0] != 20 or array.shape[2:] != (64, 64) or array.dtype != np.uint8:
         raise ConfigError(f"{path}: expected uint8 (20, N, 64, 64) as in Srivastava et al., got "

