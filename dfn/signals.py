@@ -41,8 +41,8 @@ def stop_gracefully_on_interrupt(trainer: Trainer) -> Iterator[None]:
     received: list[signal.Signals] = []
 
     def on_sigint(signum: int, frame: object) -> None:
-        if received:
-            raise KeyboardInterrupt
+        if received or signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            raise KeyboardInterrupt          # a second Ctrl-C, or before training started
         received.append(signal.SIGINT)
         print("\ndfn: Ctrl-C: finishing the current step and saving last.ckpt (Ctrl-C again aborts "
               "without saving)", file=sys.stderr)
