@@ -152,10 +152,11 @@ class DfnCLI(LightningCLI):
                 for path in remove_partials(folder):
                     print(f"dfn: removed {path}, an unfinished write of a killed run", file=sys.stderr)
             self._check_fresh_or_resuming(config, checkpoint_dir)
-        elif config.ckpt_path == "last" and not (checkpoint_dir / "last.ckpt").is_file():
-            raise ConfigError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'}; "
-                              f"{self.subcommand} would run untrained weights. Train first "
-                              "(python -m dfn fit ...) or pass a checkpoint file.")
+        if config.ckpt_path == "last" and not (checkpoint_dir / "last.ckpt").is_file():
+            use = (" to resume from. Run fit without --ckpt_path first" if self.subcommand == "fit" else
+                   f"; {self.subcommand} would run untrained weights. Train first (python -m dfn fit ...)")
+            raise ConfigError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'}{use}, or "
+                              "pass a checkpoint file.")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Adds the ``last.ckpt`` writer: every ``checkpoint.every_n_train_steps`` whether or not
@@ -186,9 +187,6 @@ class DfnCLI(LightningCLI):
                 f"run_dir {checkpoint_dir.parent} already holds checkpoints of an earlier run "
                 f"({existing[0].name}, ...). Resume it with --ckpt_path last, or start a new run "
                 "with another --run_dir; nothing was overwritten.")
-        if config.ckpt_path == "last" and not (checkpoint_dir / "last.ckpt").is_file():
-            raise ConfigError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'} to "
-                              "resume from. Run fit without --ckpt_path first, or pass a checkpoint file.")
 
     def _parse_ckpt_path(self) -> None:
         """Replaces LightningCLI's: a checkpoint never silently swaps the configured model for the

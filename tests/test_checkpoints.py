@@ -131,13 +131,14 @@ def test_sigterm_and_ctrl_c_save_the_current_step_and_resume_exactly(tmp_path, s
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
-def test_evaluating_last_without_a_checkpoint_is_refused(tmp_path, steerable_tiny, capsys, stage):
+@pytest.mark.parametrize("stage", ["fit", "validate", "test", "predict"])
+def test_last_without_a_checkpoint_is_refused(tmp_path, steerable_tiny, capsys, stage):
     with pytest.raises(SystemExit) as exit_info:
         main([stage, *steerable_tiny, "--run_dir", str(tmp_path / "run"), "--ckpt_path", "last"])
     assert exit_info.value.code == 2
     assert f"there is no {tmp_path / 'run/checkpoints/last.ckpt'}" in capsys.readouterr().err
     assert not list((tmp_path / "run").glob("test_results*")) and not (tmp_path / "run/predictions").exists()
+    assert not (tmp_path / "run/checkpoints").exists()
 
 
 def test_the_learning_rate_can_be_changed_when_resuming(tmp_path, steerable_tiny):
