@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
-from dfn.ops import dynamic_conv
 from dfn.errors import ConfigError
+from dfn.ops import dynamic_conv
 from dfn.steerable import steerable_filters
 
 

@@ -12,40 +12,38 @@ What it adds to LightningCLI:
 * Checkpoints written whole on any file system (:mod:`dfn.checkpoint_io`); SIGTERM and Ctrl-C
   save the current step before exiting (:mod:`dfn.signals`).
 * Clear errors: bad command lines, values, files and checkpoints are one line naming the fix
-  (exit status 2); no prefix of an option is taken for the option.
+  (exit status 2, :mod:`dfn.failures`); no prefix of an option is taken for the option.
 """
 from __future__ import annotations
 
 import difflib
-import errno
 import logging
 import os
 import re
-import warnings
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from dfn.atomic import remove_partials
-from dfn.callbacks import (LastCheckpoint, NonFiniteLoss, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
-                           TestResultsWriter, WandbRunId)
-from dfn.checkpoint_info import read_checkpoint
-from dfn.checkpoint_io import use_atomic_checkpoints
-from dfn.cpu_share import threads_within_quota
 import datamodules  # noqa: F401  (dfn's DataModules and models, listed by --help as known subclasses)
 import dfn.models  # noqa: F401
 from dfn import help_text, run_summary
+from dfn.atomic import remove_partials
+from dfn.callbacks import (LastCheckpoint, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter,
+                           WandbRunId)
+from dfn.checkpoint_info import read_checkpoint
+from dfn.checkpoint_io import use_atomic_checkpoints
+from dfn.cpu_share import threads_within_quota
 from dfn.errors import CheckpointMismatch, ConfigError
+from dfn.failures import check_config_files, explain
 from dfn.models.base import DFNModule
-from dfn.signals import Stopped, stop_gracefully_on_interrupt
+from dfn.signals import stop_gracefully_on_interrupt
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # every parser: a mistake raises (main prints one line) instead of printing the usage and exiting,
@@ -108,20 +106,21 @@ class DfnCLI(LightningCLI):
             subcommands.add_subcommand(stage, stage_parser, help=what)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """LightningCLI's, adding "did you mean" to an unknown option."""
+        """LightningCLI's; a mistake becomes one line with "did you mean" for an unknown option
+        close to a known one, and where the options are listed."""
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as error:
-            unknown = re.findall(r"(--[\w.]+)", str(error)) if "unrecognized arguments" in str(error) else []
             stage = next((a for a in (args or sys.argv[1:]) if a in self._subcommand_parsers), None)
-            if not unknown or stage is None:
-                raise
-            options = [o for action in self._subcommand_parsers[stage]._actions for o in action.option_strings
-                       if o.count(".") == unknown[0].count(".")]
-            close = difflib.get_close_matches(unknown[0], options, n=1, cutoff=0.8)
-            if not close:
-                raise
-            raise ArgumentError(None, f"{error}; did you mean {close[0]}?") from error
+            message = " ".join(str(error).split())           # jsonargparse's multi-line messages
+            unknown = re.findall(r"(--[\w.]+)", message) if "unrecognized arguments" in message else []
+            if unknown and stage is not None:
+                options = [o for action in self._subcommand_parsers[stage]._actions for o in action.option_strings
+                           if o.count(".") == unknown[0].count(".")]
+                close = difflib.get_close_matches(unknown[0], options, n=1, cutoff=0.8)
+                message += f"; did you mean {close[0]}?" if close else ""
+            help_command = " ".join(["python -m dfn", *([stage] if stage else []), "--help"])
+            raise ArgumentError(None, f"{message.rstrip('.')} (all options: {help_command})") from error
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/default",
@@ -271,10 +270,8 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.pack`). Mistakes in
-    the command line, the config, the data or a checkpoint exit with status 2 and one line
-    ``dfn: error: ...`` naming the key or file and the fix; a full disk and a NaN loss with status
-    1; a requested stop (SIGTERM, Ctrl-C) with 128 + the signal, after saving ``last.ckpt``."""
+    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.pack`); a failure
+    ends in one line and an exit status where :func:`dfn.failures.explain` knows it."""
     default_wandb_mode()
     threads_within_quota()
     argv = sys.argv[1:] if args is None else list(args)
@@ -283,86 +280,12 @@ def main(args: Optional[list[str]] = None) -> None:
             from dfn.pack import main as pack
             pack(argv[1:])
         else:
-            _check_yaml(argv)
+            check_config_files(argv)
             DfnCLI(args=args)
-    except Stopped as stop:
-        print(f"dfn: {stop}", file=sys.stderr)
-        raise SystemExit(stop.status) from None
     except Exception as error:
-        cause = _user_error(error)
-        if cause is None and _peer_died(error):
-            reason = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip().splitlines()[-1]).split(". ")[0]
-            print(f"dfn: error: another process of this distributed run died ({reason}); "
-                  "every checkpoint already written is intact: see that process's output for why, then "
-                  "resume with --ckpt_path last", file=sys.stderr)
-            raise SystemExit(1) from None
-        if cause is None:
+        explained = explain(error)
+        if explained is None:
             raise
-        print(f"dfn: error: {_one_line(cause, argv)}", file=sys.stderr)
-        raise SystemExit(_status(cause)) from None
-
-
-def _check_yaml(argv: list[str]) -> None:
-    """A missing config file, or the file of a YAML syntax error (jsonargparse reports it without
-    the file name), as one line with the fix."""
-    for flag, value in zip(argv, argv[1:] + [""]):
-        path = Path(value if flag in ("--config", "-c") else flag.partition("=")[2]
-                    if flag.startswith("--config=") else "")
-        if path.name and not path.exists():
-            raise ConfigError(f"--config {path}: no such file; the experiments' configs are in the "
-                              "repository's configs/ folder (e.g. configs/steerable.yaml)")
-        if path.name and path.is_file():
-            try:
-                yaml.safe_load(path.read_text())
-            except yaml.YAMLError as error:
-                mark = getattr(error, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                problem = getattr(error, "problem", None) or error
-                raise ConfigError(f"{path}: not valid YAML ({problem}{where}); fix the file") from error
-
-
-# mistakes in the command line, the config, the inputs or a checkpoint (dfn raises ConfigError for
-# all of its own; a library's FileNotFoundError names its file too) and a NaN stop: one line
-USER_ERRORS = (ConfigError, ArgumentError, FileNotFoundError, NonFiniteLoss)
-WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
-
-
-def _user_error(error: BaseException) -> Optional[BaseException]:
-    """The user's mistake behind ``error`` (jsonargparse wraps those raised while it instantiates
-    classes), or ``None`` for anything else, which keeps its traceback."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, USER_ERRORS) or (isinstance(error, OSError) and error.errno in WRITE_ERRNOS):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _peer_died(error: BaseException) -> bool:
-    """A collective failed because another rank is gone (gloo: its connection closed or reset by
-    the peer; NCCL and the c10d store: a ``DistError``)."""
-    distributed_error = getattr(torch.distributed, "DistError", ())
-    return isinstance(error, distributed_error) or any(
-        sign in str(error) for sign in ("remote worker", "Connection closed by peer", "Connection reset by peer"))
-
-
-def _one_line(cause: BaseException, argv: list[str]) -> str:
-    if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
-        return (f"cannot write {cause.filename or 'an output file'}: {cause.strerror}. Free disk space "
-                "or choose another --run_dir; every checkpoint already written is intact (each is "
-                "written beside its final name, then renamed).")
-    if isinstance(cause, ArgumentError):
-        stage = next((a for a in argv if a in help_text.STAGES), None)
-        message = " ".join(str(cause).split())           # jsonargparse's multi-line messages
-        return f"{message.rstrip('.')} (all options: python -m dfn {stage or ''} --help)".replace("  ", " ")
-    message = str(cause)
-    if "Original Traceback" in message:        # raised in a DataLoader worker: its last line is the error
-        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
-    return message
-
-
-def _status(cause: BaseException) -> int:
-    if isinstance(cause, NonFiniteLoss) or (isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS):
-        return 1
-    return 2
+        line, status = explained
+        print(line, file=sys.stderr)
+        raise SystemExit(status) from None

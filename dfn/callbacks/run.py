@@ -95,7 +95,7 @@ class RunCheckpoint(ModelCheckpoint):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if self.monitor is not None and self._trainer is not None:
-            value = self._monitor_candidates(self._trainer).get(self.monitor)
+            value = self._trainer.callback_metrics.get(self.monitor, self._restored_monitored)
             state["monitored_value"] = None if value is None else value.detach().cpu()
         state["defer_save_until_validation"] = self._defer_save_until_validation
         return state
@@ -139,7 +139,7 @@ class LastCheckpoint(RunCheckpoint):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(enable_version_counter=False, **kwargs)
-        self._best_files_saved: Any = None
+        self._best_files_saved: Optional[list[tuple[str, list[str]]]] = None
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if (trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
