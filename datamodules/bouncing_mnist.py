@@ -6,7 +6,9 @@ frame (3.6). When a coordinate leaves [0, size - 28] it is clamped and that velo
 reflected. Overlapping digits combine by pixel-wise max. Pixels are uint8 (stored) and [0, 1]
 floats (batches).
 
-Batch contract: ``{"frames": (B, T, 1, H, W)}`` with ``T = frames_in + frames_out`` (10 + 10).
+Batch contract: ``{"frames": (B, T, 1, H, W)}`` with ``T = frames_in + frames_out`` (10 + 10);
+generated test sets add ``"reads_from": (B, T, H, W, 2)``, the digits' true motion
+(:func:`reads_from`), for the filters' flow read-out.
 Training batches are an endless seeded stream of training digits (``datamodules.stream``);
 validation and test sets are fixed, generated from test digits and cached on disk once.
 """
@@ -27,46 +29,85 @@ from dfn.atomic import written_whole
 from dfn.errors import ConfigError
 
 
-def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_digits: int = 2,
-                   frames: int = 20, size: int = 64, step_fraction: float = 0.1) -> np.ndarray:
-    """``n`` sequences ``uint8 (n, frames, size, size)`` from ``digits uint8 (N, 28, 28)``."""
-    d = digits.shape[-1]
+def trajectories(digit_count: int, n: int, generator: torch.Generator, num_digits: int = 2, frames: int = 20,
+                 size: int = 64, step_fraction: float = 0.1, d: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Which digits and where: ``which (n, num_digits)`` indices into the digits and ``corners
+    (n, frames, num_digits, 2)`` top-left ``(y, x)`` pixels, drawn as :func:`bouncing_mnist` does."""
     limit = size - d
     if limit < 0:
         raise ConfigError(f"canvas size {size} is smaller than the {d}px digits")
-    which = torch.randint(len(digits), (n, num_digits), generator=generator).numpy()
+    which = torch.randint(digit_count, (n, num_digits), generator=generator).numpy()
     position = (torch.rand(n, num_digits, 2, generator=generator, dtype=torch.float64) * limit).numpy()
     angle = (torch.rand(n, num_digits, generator=generator, dtype=torch.float64) * 2 * math.pi).numpy()
     velocity = step_fraction * limit * np.stack([np.sin(angle), np.cos(angle)], axis=-1)  # (dy, dx)
-    canvas = np.zeros((n, frames, size, size), dtype=np.uint8)
+    corners = np.zeros((n, frames, num_digits, 2), dtype=np.int64)
     for t in range(frames):
-        corner = np.rint(position).astype(np.int64)
-        for i in range(n):
-            for k in range(num_digits):
-                y, x = corner[i, k]
-                window = canvas[i, t, y:y + d, x:x + d]
-                np.maximum(window, digits[which[i, k]], out=window)
+        corners[:, t] = np.rint(position).astype(np.int64)
         position += velocity
         outside = (position < 0) | (position > limit)
         velocity[outside] *= -1
         np.clip(position, 0, limit, out=position)
+    return which, corners
+
+
+def bouncing_mnist(digits: np.ndarray, n: int, generator: torch.Generator, num_digits: int = 2,
+                   frames: int = 20, size: int = 64, step_fraction: float = 0.1) -> np.ndarray:
+    """``n`` sequences ``uint8 (n, frames, size, size)`` from ``digits uint8 (N, 28, 28)``."""
+    d = digits.shape[-1]
+    which, corners = trajectories(len(digits), n, generator, num_digits, frames, size, step_fraction, d)
+    canvas = np.zeros((n, frames, size, size), dtype=np.uint8)
+    for i in range(n):
+        for t in range(frames):
+            for k in range(num_digits):
+                y, x = corners[i, t, k]
+                window = canvas[i, t, y:y + d, x:x + d]
+                np.maximum(window, digits[which[i, k]], out=window)
     return canvas
+
+
+def reads_from(digits: np.ndarray, which: np.ndarray, corners: np.ndarray, size: int) -> np.ndarray:
+    """One sequence's true motion as the filters see it: ``float32 (T, size, size, 2)`` ``(dx,
+    dy)``, for each pixel of frame ``t`` covered by exactly one digit, the offset to the same
+    digit pixel in frame ``t - 1``; NaN elsewhere and in frame 0.
+
+    Args:
+        which: ``(num_digits,)``; corners: ``(T, num_digits, 2)`` (from :func:`trajectories`).
+    """
+    d = digits.shape[-1]
+    frames, count = corners.shape[:2]
+    out = np.full((frames, size, size, 2), np.nan, np.float32)
+    for t in range(1, frames):
+        cover = np.zeros((count, size, size), bool)
+        for k in range(count):
+            y, x = corners[t, k]
+            cover[k, y:y + d, x:x + d] = digits[which[k]] > 0
+        alone = cover.sum(0) == 1
+        for k in range(count):
+            dy, dx = corners[t - 1, k] - corners[t, k]
+            out[t][alone & cover[k]] = (dx, dy)
+    return out
 
 
 class FrameSequences(Dataset):
     """``uint8 (N, T, H, W)`` (or Srivastava's ``(T, N, H, W)`` with ``time_major``) -> batches
-    ``{"frames": float (T, 1, H, W)}`` in [0, 1]."""
+    ``{"frames": float (T, 1, H, W)}`` in [0, 1]; with ``motion = (digits, which, corners)`` (from
+    :func:`trajectories`) also ``"reads_from": (T, H, W, 2)`` (:func:`reads_from`)."""
 
-    def __init__(self, sequences: np.ndarray, time_major: bool = False) -> None:
-        self.sequences, self.time_major = sequences, time_major
+    def __init__(self, sequences: np.ndarray, time_major: bool = False,
+                 motion: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> None:
+        self.sequences, self.time_major, self.motion = sequences, time_major, motion
 
     def __len__(self) -> int:
         return self.sequences.shape[1 if self.time_major else 0]
 
     def __getitem__(self, index: int) -> Batch:
         seq = self.sequences[:, index] if self.time_major else self.sequences[index]
-        return {"frames": torch.from_numpy(np.array(seq, dtype=np.float32) / 255.0)[:, None],
-                "index": torch.tensor(index)}
+        sample = {"frames": torch.from_numpy(np.array(seq, dtype=np.float32) / 255.0)[:, None],
+                  "index": torch.tensor(index)}
+        if self.motion is not None:
+            digits, which, corners = self.motion
+            sample["reads_from"] = torch.from_numpy(reads_from(digits, which[index], corners[index], seq.shape[-1]))
+        return sample
 
 
 def cached_sequences(path: Path, meta: dict, make: Callable[[], np.ndarray]) -> np.ndarray:
@@ -157,6 +198,14 @@ class BouncingMNISTDataModule(StreamDataModule):
         return bouncing_mnist(self.digits(split), n, batch_generator(self.seed, stream, index),
                               num_digits, self.frames, self.image_size, self.step_fraction)
 
+    def motion(self, split: str, n: int, num_digits: int, stream: int, index: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(digits, which, corners)`` of the sequences :meth:`generate` makes with the same
+        arguments (the same random draws, without drawing): the test sets' true motion."""
+        digits = self.digits(split)
+        return (digits, *trajectories(len(digits), n, batch_generator(self.seed, stream, index), num_digits,
+                                      self.frames, self.image_size, self.step_fraction, digits.shape[-1]))
+
     def _test_cache(self, num_digits: int) -> tuple[Path, dict]:
         meta = {"digits": self.digits_source, "num_digits": num_digits, "seed": self.seed,
                 "step_fraction": self.step_fraction,
@@ -188,7 +237,8 @@ class BouncingMNISTDataModule(StreamDataModule):
                 self.test_sets = [FrameSequences(srivastava_sequences(self.srivastava_test_file),
                                                  time_major=True)]
             else:
-                self.test_sets = [FrameSequences(self._test_set(k)) for k in self.test_digit_counts]
+                self.test_sets = [FrameSequences(self._test_set(k), motion=self.motion(
+                    "test", self.test_sequences, k, HELD_OUT_STREAM, k)) for k in self.test_digit_counts]
 
     def _train_batch(self, generator: torch.Generator) -> Batch:
         seq = bouncing_mnist(self.digits("train"), self.batch_size, generator, self.num_digits,

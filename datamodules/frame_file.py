@@ -6,7 +6,12 @@ Schema (written by ``python -m dfn pack``; any tool may write it):
   chunk ``(1, H, W, C)``;
 * stereo: datasets ``left`` and ``right`` of that same form and the same shape, frame ``i`` of
   both taken at the same time;
-* attributes on the file: ``source`` (what it was packed from) and ``fps``.
+* optional ground truth, ``float32`` with NaN = unknown, in pixels at the stored resolution:
+  stereo ``disparity (N, H, W)`` on the left view's grid (the right view shows at ``x`` what the
+  left shows at ``x + disparity``); video ``flow (N, H, W, 2)`` as ``(dx, dy)``, the motion of
+  each pixel of frame ``i`` to frame ``i + 1``;
+* attributes on the file: ``source`` (what it was packed from), ``fps``, and how frames were
+  resized (``resize``, ``crop``).
 
 :class:`FrameFile` checks the schema once, reads only the frames asked for (one contiguous slice
 per sample) and applies a :class:`FrameTransform`. Its h5py handle is opened on first use in
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dfn.errors import ConfigError
+from dfn.ground_truth import resize_field
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" mode
 
@@ -64,10 +70,17 @@ class FrameTransform:
                 raise FrameFileError(f"{path}: crop {list(self.crop)} reaches outside the stored "
                                      f"{H}x{W} frames; choose a crop inside them")
 
-    def __call__(self, frames: np.ndarray) -> Tensor:
+    def region(self, frame_shape: Sequence[int]) -> tuple[int, int, int, int]:
+        """``[top, left, height, width]`` of stored pixels in use: the crop, or the whole frame."""
+        return tuple(self.crop) if self.crop is not None else (0, 0, frame_shape[0], frame_shape[1])
+
+    def __call__(self, frames: np.ndarray, crop: Optional[Sequence[int]] = None) -> Tensor:
+        """``frames uint8 (T, H, W, C)`` -> ``(T, C', h, w)``; ``crop`` replaces the configured one
+        (augmentation's random crops)."""
+        crop = self.crop if crop is None else crop
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-        if self.crop is not None:
-            top, left, h, w = self.crop
+        if crop is not None:
+            top, left, h, w = crop
             x = x[:, :, top:top + h, left:left + w]
         if self.grayscale and x.shape[1] == 3:
             x = (x * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
@@ -77,9 +90,18 @@ class FrameTransform:
                               **({} if shrink else {"align_corners": False}))
         return x.clamp_(0, 1)
 
+    def truth(self, values: np.ndarray, crop: Optional[Sequence[int]] = None) -> Tensor:
+        """Ground truth ``(T, H, W)`` or ``(T, H, W, 2)`` through the same crop and resize as the
+        frames (values rescaled, :func:`dfn.ground_truth.resize_field`)."""
+        return resize_field(torch.from_numpy(np.asarray(values)), self.crop if crop is None else crop, self.size)
+
+
+GROUND_TRUTH = {("frames",): "flow", ("left", "right"): "disparity"}
+
 
 class FrameFile:
-    """Datasets ``names`` of one HDF5 file, checked against the schema; ``read(start, stop)``.
+    """Datasets ``names`` of one HDF5 file, checked against the schema; ``read(start, stop)``, and
+    ``read_truth(start, stop)`` when the file has ground truth (``truth`` names it, else ``None``).
 
     Args:
         path: the ``.h5`` file.
@@ -94,6 +116,10 @@ class FrameFile:
         with self._open() as f:
             shapes = [self._check_dataset(f, name) for name in self.names]
             self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            name = GROUND_TRUTH.get(self.names)
+            self.truth: Optional[str] = name if name in f else None
+            if self.truth is not None:
+                self._check_truth(f[self.truth], shapes[0])
         if len(set(shapes)) != 1:
             described = ", ".join(f"{n} {s}" for n, s in zip(self.names, shapes))
             raise FrameFileError(f"{self.path}: {described} differ; stereo views must hold the same "
@@ -125,6 +151,14 @@ class FrameFile:
                                  "(N, H, W, C) with C = 1 or 3")
         return tuple(ds.shape)
 
+    def _check_truth(self, ds: h5py.Dataset, frames: tuple[int, ...]) -> None:
+        expected = frames[:3] + ((2,) if self.truth == "flow" else ())
+        if not isinstance(ds, h5py.Dataset) or ds.shape != expected or ds.dtype.kind != "f":
+            found = f"{ds.dtype} {ds.shape}" if isinstance(ds, h5py.Dataset) else "a group"
+            raise FrameFileError(f"{self.path}: ground truth '{self.truth}' is {found}, expected float "
+                                 f"{expected} to match the frames; repack with `python -m dfn pack "
+                                 f"--{self.truth} PATH`")
+
     @property
     def handle(self) -> h5py.File:
         """This process's handle, opened on first use (and again after a fork)."""
@@ -132,10 +166,18 @@ class FrameFile:
             self._handle, self._pid = self._open(), os.getpid()
         return self._handle
 
-    def read(self, start: int, stop: int) -> list[Tensor]:
-        """Frames ``start:stop`` of each dataset: ``[float (stop - start, C', h, w)]`` in [0, 1]."""
+    def read(self, start: int, stop: int, crop: Optional[Sequence[int]] = None) -> list[Tensor]:
+        """Frames ``start:stop`` of each dataset: ``[float (stop - start, C', h, w)]`` in [0, 1]
+        (``crop``: see :meth:`FrameTransform.__call__`)."""
+        return [self.transform(frames, crop) for frames in self._read(self.names, start, stop)]
+
+    def read_truth(self, start: int, stop: int, crop: Optional[Sequence[int]] = None) -> Tensor:
+        """Ground truth of frames ``start:stop``: ``(T, h, w)`` or ``(T, h, w, 2)``, NaN = unknown."""
+        return self.transform.truth(self._read((self.truth,), start, stop)[0], crop)
+
+    def _read(self, names: Sequence[str], start: int, stop: int) -> list[np.ndarray]:
         try:
-            return [self.transform(self.handle[name][start:stop]) for name in self.names]
+            return [self.handle[name][start:stop] for name in names]
         except (OSError, RuntimeError) as error:  # a damaged chunk shows up only when read
             raise FrameFileError(f"{self.path}: {self._damaged(start, stop)} cannot be read ({error}); "
                                  "the file is truncated or corrupt: pack it again") from error

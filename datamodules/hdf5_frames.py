@@ -5,10 +5,17 @@ Both experiments read the same kind of file (:mod:`datamodules.frame_file`): the
 or explicit ``train_frames`` / ``test_frames`` ranges. A sample never crosses the split.
 
 * :class:`VideoHDF5DataModule`: ``frames``; samples are segments of ``frames_in + frames_out``
-  consecutive frames (3 + 3). Batches ``{"frames": (B, T, C, H, W), "index": (B,)}``.
+  consecutive frames (3 + 3). Batches ``{"frames": (B, T, C, H, W), "index": (B,)}``, plus
+  ``"flow": (B, T, H, W, 2)`` when the file has ground truth.
 * :class:`StereoHDF5DataModule`: ``left`` / ``right``; samples are one frame of each view.
   Batches ``{"frames": (B, 2, C, H, W), "index": (B,)}`` with the left view first, so that the
-  video model with 1 frame in and 1 out predicts the right view from the left.
+  video model with 1 frame in and 1 out predicts the right view from the left, plus
+  ``"disparity": (B, H, W)`` when the file has ground truth.
+
+Training samples are augmented (:mod:`datamodules.augment`, ``augment``; ``null`` turns it off);
+ground truth follows every crop, resize and flip, and is never used for training.
+``test_on_training_frames`` fits and tests on the same frames: self-supervised fitting of one
+recording, e.g. a single stereo pair whose disparity is wanted.
 
 Training draws random samples from the training range as an endless seeded stream (resumable, a
 pure function of seed, rank and step; :mod:`datamodules.stream`). ``test`` walks the test range
@@ -22,13 +29,16 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.augment import Augmentation, apply, draw
 from datamodules.frame_file import FrameFile, FrameFileError, FrameTransform, split_ranges
 from datamodules.stream import Batch, StreamDataModule
 
 
 class FrameSamples(Dataset):
     """Sample ``i`` = frames ``starts[i] : starts[i] + length`` of every dataset of ``source``,
-    concatenated along time: ``{"frames": (views * length, C, H, W), "index": start}``."""
+    concatenated along time: ``{"frames": (views * length, C, H, W), "index": start}``, plus the
+    ground truth of those frames (``"disparity": (H, W)`` for a stereo pair, ``"flow":
+    (length, H, W, 2)``) when ``source`` has it."""
 
     def __init__(self, source: FrameFile, starts: Sequence[int], length: int) -> None:
         self.source, self.starts, self.length = source, list(starts), length
@@ -38,8 +48,11 @@ class FrameSamples(Dataset):
 
     def __getitem__(self, i: int) -> Batch:
         start = self.starts[i]
-        return {"frames": torch.cat(self.source.read(start, start + self.length)),
-                "index": torch.tensor(start)}
+        sample = {"frames": torch.cat(self.source.read(start, start + self.length)), "index": torch.tensor(start)}
+        if self.source.truth is not None:
+            truth = self.source.read_truth(start, start + self.length)
+            sample[self.source.truth] = truth[0] if self.source.truth == "disparity" else truth
+        return sample
 
 
 class HDF5DataModule(StreamDataModule):
@@ -58,6 +71,9 @@ class HDF5DataModule(StreamDataModule):
         val_samples: validation samples, evenly spaced over the test walk.
         predict_samples: ``predict`` runs on the first samples of the test walk.
         seed, num_workers: data seed (``None`` = the global seed) and DataLoader workers.
+        augment: training augmentation (:class:`datamodules.augment.Augmentation`), or ``None``.
+        test_on_training_frames: train, validate and test on every frame (self-supervised fitting
+            of one recording, or a single stereo pair); replaces the split.
     """
 
     datasets: tuple[str, ...] = ()
@@ -67,8 +83,10 @@ class HDF5DataModule(StreamDataModule):
                  train_frames: Optional[list[int]] = None, test_frames: Optional[list[int]] = None,
                  batch_size: int = 16, batches_per_epoch: int = 200, test_stride: Optional[int] = None,
                  val_samples: int = 256, predict_samples: int = 8, seed: Optional[int] = None,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, augment: Optional[Augmentation] = None,
+                 test_on_training_frames: bool = False) -> None:
         super().__init__(seed, batches_per_epoch, num_workers)
+        self.augment = augment
         for name, value in (("batch_size", batch_size), ("val_samples", val_samples),
                             ("predict_samples", predict_samples), ("test_stride", test_stride or 1)):
             if value < 1:
@@ -76,8 +94,12 @@ class HDF5DataModule(StreamDataModule):
         try:
             transform = FrameTransform(crop, size, grayscale)
             self.source = FrameFile(path, self.datasets, transform)
-            self.train_range, self.test_range = split_ranges(self.source.length, train_fraction,
-                                                             train_frames, test_frames)
+            if test_on_training_frames and (train_frames is not None or test_frames is not None):
+                raise FrameFileError("data.test_on_training_frames uses every frame for both; drop "
+                                     "train_frames / test_frames, or set it to false")
+            self.train_range, self.test_range = (
+                (range(self.source.length), range(self.source.length)) if test_on_training_frames else
+                split_ranges(self.source.length, train_fraction, train_frames, test_frames))
         except FrameFileError:
             raise
         except ValueError as error:
@@ -98,8 +120,16 @@ class HDF5DataModule(StreamDataModule):
     def _train_batch(self, generator: torch.Generator) -> Batch:
         last_start = self.train_range.stop - self.sample_frames
         starts = torch.randint(self.train_range.start, last_start + 1, (self.batch_size,), generator=generator)
-        samples = self._samples(starts.tolist())
-        return {"frames": torch.stack([samples[i]["frames"] for i in range(len(samples))]), "index": starts}
+        if self.augment is None:
+            samples = self._samples(starts.tolist())
+            return {"frames": torch.stack([samples[i]["frames"] for i in range(len(samples))]), "index": starts}
+        region = self.source.transform.region(self.source.frame_shape)
+        frames = []
+        for start in starts.tolist():           # ground truth is not read: training never sees it
+            sample = draw(self.augment, generator, region, self.source.transform.size)
+            views = self.source.read(start, start + self.sample_frames, sample.crop)
+            frames.append(apply(sample, torch.cat(views))[0])
+        return {"frames": torch.stack(frames), "index": starts}
 
     def _samples(self, starts: Sequence[int]) -> FrameSamples:
         return FrameSamples(self.source, starts, self.sample_frames)
@@ -138,10 +168,11 @@ class VideoHDF5DataModule(HDF5DataModule):
 
     datasets = ("frames",)
 
-    def __init__(self, path: str, frames_in: int = 3, frames_out: int = 3, **kwargs) -> None:
+    def __init__(self, path: str, frames_in: int = 3, frames_out: int = 3,
+                 augment: Optional[Augmentation] = Augmentation(hflip=True), **kwargs) -> None:
         if frames_in < 1 or frames_out < 1:
             raise FrameFileError(f"data.frames_in and data.frames_out must be >= 1, got {frames_in}, {frames_out}")
-        super().__init__(path, frames_in + frames_out, **kwargs)
+        super().__init__(path, frames_in + frames_out, augment=augment, **kwargs)
         self.save_hyperparameters()
         self.frames_in, self.frames_out = frames_in, frames_out
 
@@ -152,11 +183,15 @@ class StereoHDF5DataModule(HDF5DataModule):
 
     Args:
         path: the HDF5 file with ``left`` and ``right`` datasets.
+        augment: default gain, offset, vertical flips and crops; no horizontal flips.
         **kwargs: see :class:`HDF5DataModule`.
     """
 
     datasets = ("left", "right")
 
-    def __init__(self, path: str, **kwargs) -> None:
-        super().__init__(path, 1, **kwargs)
+    def __init__(self, path: str, augment: Optional[Augmentation] = Augmentation(vflip=True), **kwargs) -> None:
+        if augment is not None and augment.hflip:
+            raise FrameFileError("data.augment.hflip would mirror a stereo pair without swapping its views "
+                                 "(the disparity would change sign); use vflip")
+        super().__init__(path, 1, augment=augment, **kwargs)
         self.save_hyperparameters()

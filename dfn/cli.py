@@ -279,6 +279,9 @@ def main(args: Optional[list[str]] = None) -> None:
         if argv[:1] == ["pack"]:                      # not a Lightning stage: video / images -> HDF5
             from dfn.pack import main as pack
             pack(argv[1:])
+        elif argv[:1] == ["scenes"]:                  # scenes with known geometry from photographs
+            from datamodules.scenes import main as scenes
+            scenes(argv[1:])
         else:
             check_config_files(argv)
             DfnCLI(args=args)

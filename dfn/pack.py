@@ -6,9 +6,16 @@
     python -m dfn pack frames/ data/highway.h5 --fps 10           # folder of images -> "frames"
     python -m dfn pack left/ right/ data/stereo.h5                # two sources -> "left", "right"
     python -m dfn pack drive.mp4 data/highway.h5 --size 128 128 --grayscale
+    python -m dfn pack left/ right/ data/stereo.h5 --disparity disp/ # with ground truth
+    python -m dfn pack frames/ data/video.h5 --flow flow/              # with ground truth
 
 Frames are stored as ``uint8 (N, H, W, C)``, one chunk per frame, with the attributes ``source``
-and ``fps`` (schema: :mod:`datamodules.frame_file`). The file is written under a temporary name
+and ``fps`` (schema: :mod:`datamodules.frame_file`). ``--size H W`` keeps the aspect ratio: each
+frame is cropped about its centre to the aspect ratio of ``H x W``, then resized (``--stretch``
+resizes the whole frame instead); the attributes ``resize`` and ``crop`` record what was done.
+Ground truth (``--disparity``: one map per stereo pair, on the left view's grid; ``--flow``: one
+field per frame, to the next frame; :mod:`dfn.ground_truth` lists the formats) goes through the
+same crop and resize, its values scaled to the new pixels. The file is written under a temporary name
 beside the target and renamed when complete, so an error or Ctrl-C never leaves a half-written
 file; an existing target is kept unless ``--overwrite``.
 
@@ -28,17 +35,30 @@ from typing import Iterator, Optional, Sequence
 
 import h5py
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
 from dfn.atomic import written_whole
 from dfn.errors import ConfigError
+from dfn.ground_truth import (DISPARITY_SUFFIXES, FLOW_SUFFIXES, GroundTruthError, ground_truth_files,
+                              read_disparity, read_flow, resize_field)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
 
 class PackError(ConfigError):
     """An input that cannot be packed; the message names the file and the fix."""
+
+
+def centre_crop(height: int, width: int, size: Sequence[int]) -> tuple[int, int, int, int]:
+    """``[top, left, h, w]``: the largest box about the centre of a ``height x width`` frame with
+    the aspect ratio of ``size (h, w)``."""
+    if height * size[1] > width * size[0]:                   # frame taller than the target
+        h = max(1, round(width * size[0] / size[1]))
+        return (height - h) // 2, 0, h, width
+    w = max(1, round(height * size[1] / size[0]))
+    return 0, (width - w) // 2, height, w
 
 
 class FrameSource:
@@ -48,10 +68,14 @@ class FrameSource:
         path: a video file or a folder of images.
         size: ``(height, width)`` to resize to, or ``None``.
         grayscale: store one luma channel.
+        stretch: resize whole frames to ``size``; by default they are first cropped about their
+            centre to its aspect ratio (:func:`centre_crop`).
     """
 
-    def __init__(self, path: str | Path, size: Optional[Sequence[int]] = None, grayscale: bool = False) -> None:
-        self.path, self.size, self.grayscale = Path(path), size, grayscale
+    def __init__(self, path: str | Path, size: Optional[Sequence[int]] = None, grayscale: bool = False,
+                 stretch: bool = False) -> None:
+        self.path, self.size, self.grayscale, self.stretch = Path(path), size, grayscale, stretch
+        self.source_shape: Optional[tuple[int, int]] = None     # (H, W) of the frames as read
         if not self.path.exists():
             raise PackError(f"{self.path}: no such file or folder")
         if self.path.is_dir():
@@ -69,8 +93,20 @@ class FrameSource:
             self.fps = float(stream.average_rate) if stream.average_rate else None
             container.close()
 
+    @property
+    def crop(self) -> Optional[tuple[int, int, int, int]]:
+        """``[top, left, h, w]`` cut from every frame before resizing, or ``None``."""
+        if self.size is None or self.stretch or self.source_shape is None:
+            return None
+        box = centre_crop(*self.source_shape, self.size)
+        return None if box[2:] == self.source_shape else box
+
     def _convert(self, image: Image.Image) -> np.ndarray:
         image = image.convert("L" if self.grayscale or image.mode in ("L", "I;16", "I") else "RGB")
+        self.source_shape = (image.height, image.width)
+        if self.crop is not None:
+            top, left, h, w = self.crop
+            image = image.crop((left, top, left + w, top + h))
         if self.size is not None and image.size != (self.size[1], self.size[0]):
             shrink = self.size[0] <= image.height and self.size[1] <= image.width
             image = image.resize((self.size[1], self.size[0]),
@@ -117,9 +153,11 @@ def _open_video(path: Path):
 
 
 def pack(sources: Sequence[FrameSource], output: str | Path, names: Sequence[str], fps: Optional[float] = None,
-         compression: Optional[str] = "lzf", overwrite: bool = False, progress: bool = True) -> Path:
+         compression: Optional[str] = "lzf", overwrite: bool = False, progress: bool = True,
+         ground_truth: Optional[Path] = None) -> Path:
     """Write each source as dataset ``names[i]`` of ``output``; returns the path. Stereo sources
-    must yield the same number of frames of the same size."""
+    must yield the same number of frames of the same size. ``ground_truth``: a file or folder of
+    disparity maps (stereo) or flow fields (video), one per frame."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise PackError(f"{output} already exists; nothing was written. Choose another name or pass "
@@ -132,6 +170,13 @@ def pack(sources: Sequence[FrameSource], output: str | Path, names: Sequence[str
     with written_whole(output) as tmp:
         with h5py.File(tmp, "w") as f:
             n = _write(f, sources, names, compression, progress)
+            if ground_truth is not None and n:
+                _write_ground_truth(f, sources[0], ground_truth, "disparity" if len(sources) > 1 else "flow", n)
+            first = sources[0]
+            f.attrs["resize"] = ("none" if first.size is None else "stretch" if first.stretch else
+                                 "centre crop to the aspect ratio, then resize")
+            if first.crop is not None:
+                f.attrs["crop"] = list(first.crop)
             f.attrs["source"] = " ".join(str(s.path.resolve()) for s in sources)
             frame_rate = fps if fps is not None else sources[0].fps
             if frame_rate is not None:
@@ -155,6 +200,8 @@ def _write(f: h5py.File, sources: Sequence[FrameSource], names: Sequence[str], c
         while True:
             frames = [next(it, None) for it in iterators]
             if all(x is None for x in frames):
+                bar.total = n                                    # containers may miscount frames
+                bar.refresh()
                 return n
             if any(x is None for x in frames):
                 short = sources[[x is None for x in frames].index(True)].path
@@ -178,13 +225,43 @@ def _write(f: h5py.File, sources: Sequence[FrameSource], names: Sequence[str], c
             bar.update(1)
 
 
+def _write_ground_truth(f: h5py.File, source: FrameSource, path: Path, kind: str, frames: int) -> None:
+    """Dataset ``disparity (N, h, w)`` or ``flow (N, h, w, 2)`` float32, NaN = unknown, from the
+    files at ``path``, cropped and resized as the frames of ``source`` were."""
+    suffixes, read = (DISPARITY_SUFFIXES, read_disparity) if kind == "disparity" else (FLOW_SUFFIXES, read_flow)
+    files = ground_truth_files(path, suffixes, frames)
+    dataset, known = None, False
+    for i, file in enumerate(files):
+        values = read(file)
+        if values.shape[:2] != source.source_shape:
+            raise GroundTruthError(f"{file}: {kind} is {values.shape[1]}x{values.shape[0]} (width x height), "
+                                   f"the frames {source.source_shape[1]}x{source.source_shape[0]}; ground "
+                                   "truth must be at the frames' resolution")
+        known = known or bool(np.isfinite(values).any())
+        resized = resize_field(torch.from_numpy(values)[None], source.crop, source.size)[0].numpy()
+        if dataset is None:
+            dataset = f.create_dataset(kind, shape=(frames, *resized.shape), dtype=np.float32,
+                                       chunks=(1, *resized.shape), compression="lzf", fletcher32=True)
+        dataset[i] = resized
+    if not known:
+        raise GroundTruthError(f"{path}: every {kind} value is unknown (NaN, inf, or 0 in a KITTI PNG); "
+                               "give ground truth with known pixels, or pack without it")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dfn pack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="SOURCE... OUTPUT",
                         help="one source (video file or image folder) -> 'frames', or two (left, right) "
                              "-> 'left' and 'right'; then the output .h5 file")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize every frame")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                        help="resize every frame, first cropped about its centre to the aspect ratio of H x W")
+    parser.add_argument("--stretch", action="store_true", help="with --size: resize whole frames, changing "
+                        "their aspect ratio")
+    parser.add_argument("--disparity", type=Path, metavar="PATH", help="stereo ground truth: a file or folder "
+                        "of disparity maps on the left view's grid, one per pair (.pfm, KITTI 16-bit .png, .npy)")
+    parser.add_argument("--flow", type=Path, metavar="PATH", help="video ground truth: a file or folder of flow "
+                        "fields from each frame to the next, one per frame (.flo, .npy (H, W, 2))")
     parser.add_argument("--grayscale", action="store_true", help="store one luma channel")
     parser.add_argument("--fps", type=float, help="frame rate to record (default: the video's)")
     parser.add_argument("--compression", choices=["lzf", "gzip", "none"], default="lzf",
@@ -195,10 +272,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if len(args.paths) not in (2, 3):
         parser.error("give SOURCE OUTPUT (video) or LEFT RIGHT OUTPUT (stereo)")
     *inputs, output = args.paths
-    sources = [FrameSource(p, args.size, args.grayscale) for p in inputs]
+    if args.disparity is not None and len(inputs) != 2 or args.flow is not None and len(inputs) != 1:
+        parser.error("--disparity goes with a stereo pair (LEFT RIGHT OUTPUT), --flow with a video (SOURCE OUTPUT)")
+    sources = [FrameSource(p, args.size, args.grayscale, args.stretch) for p in inputs]
     names = ["frames"] if len(sources) == 1 else ["left", "right"]
     written = pack(sources, output, names, args.fps, None if args.compression == "none" else args.compression,
-                   args.overwrite, not args.no_progress)
+                   args.overwrite, not args.no_progress, args.disparity or args.flow)
     with h5py.File(written, "r") as f:
-        shapes = ", ".join(f"{name} {f[name].shape}" for name in names)
+        shapes = ", ".join(f"{name} {f[name].shape}" for name in f)
     print(f"wrote {written}: {shapes}")

@@ -95,17 +95,6 @@ def steerable_figure(angles_deg: Sequence[float], generated: Tensor, analytic: T
 
 
 
-def expected_shift(filters: Tensor, kernel_size: tuple[int, int]) -> Tensor:
-    """Per-pixel filters ``(..., kh*kw, H, W)`` -> the offset they read from on average,
-    ``(..., 2, H, W)`` as ``(dy, dx)`` in pixels (tap (u, v) reads ``(y + u - kh//2, x + v - kw//2)``)."""
-    kh, kw = kernel_size
-    u = torch.arange(kh, dtype=filters.dtype, device=filters.device) - kh // 2
-    v = torch.arange(kw, dtype=filters.dtype, device=filters.device) - kw // 2
-    dy = u.repeat_interleave(kw).view(kh * kw, 1, 1)
-    dx = v.repeat(kh).view(kh * kw, 1, 1)
-    return torch.stack([(filters * dy).sum(-3), (filters * dx).sum(-3)], -3)
-
-
 def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     i = np.floor(h * 6).astype(int) % 6
     f = h * 6 - np.floor(h * 6)

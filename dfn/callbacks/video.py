@@ -17,21 +17,23 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder, weights_step
-from dfn.viz import (color_wheel, disparity_bar, disparity_image, expected_shift, flow_image, frame_image,
+from dfn.readout import disparity_on_left_grid, expected_shift
+from dfn.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
 
 def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filters: Optional[Tensor],
                       kernel_size: Optional[tuple[int, int]], disparity: bool = False) -> dict[str, Any]:
     """One sequence ``(T, C, H, W)`` (C = 1 or 3) -> ``{"strips": rgb, "flow": rgb or None, "gif": [rgb, ...],
-    "disparity": (T, H, W) or None}``. With ``disparity`` (stereo) the filters are drawn as the
-    horizontal shift they read from (a disparity map) instead of as motion."""
+    "disparity": (T, H, W) or None}``. With ``disparity`` (stereo) the filters are drawn as a
+    disparity map on the left view's grid (:func:`dfn.readout.disparity_on_left_grid`) instead of
+    as motion."""
     scale = max(1, 128 // observed.shape[-1])
     flow, shift = None, None
     if filters is not None and kernel_size is not None:
         offset = expected_shift(filters.float(), kernel_size)                  # (T, 2, H, W)
         if disparity:
-            shift = offset[:, 1]                                                # (T, H, W)
+            shift = disparity_on_left_grid(offset[:, 1])                        # (T, H, W)
             limit = max(float(shift.max()), 1e-6)
             bar = disparity_bar(observed.shape[-2] * scale, observed.shape[-1] * scale)
             flow = grid([[disparity_image(d, limit, scale) for d in shift] + [bar]],
@@ -50,8 +52,8 @@ def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filte
 
 
 def _kernel_size(pl_module: LightningModule) -> Optional[tuple[int, int]]:
-    layer = getattr(getattr(pl_module, "predictor", None), "filter", None)
-    return (layer.kh, layer.kw) if layer is not None else None
+    """The filters' ``(kh, kw)``, or ``None`` for a predictor without filters (a baseline)."""
+    return getattr(getattr(pl_module, "predictor", None), "kernel_size", None)
 
 
 class VideoPictures(Callback):
@@ -101,9 +103,10 @@ class VideoPredictionWriter(BasePredictionWriter):
     ``filters`` (or ``None``) and ``index`` (the sequence numbers, or first frames).
 
     With ``disparity`` (stereo) the filter picture is ``seq<i>_disparity.png`` and the read-out is
-    also saved as ``seq<i>_disparity.npy``: ``float32 (H, W)``, the filters' expected horizontal
-    offset in pixels of the working resolution; positive = the right view takes its pixel from
-    the left view's pixel further right (the usual disparity of a rectified pair).
+    also saved as ``seq<i>_disparity.npy``: ``float32 (H, W)`` on the left view's grid, the
+    filters' expected horizontal offset in pixels of the working resolution brought from the
+    right view's grid (:mod:`dfn.readout`); positive = the right view shows the left view's pixel
+    further left (the usual disparity of a rectified pair).
     """
 
     def __init__(self, output_dir: Optional[str] = None, overwrite: bool = False, disparity: bool = False) -> None:

@@ -6,8 +6,10 @@ The channel count a generator must emit is ``layer.theta_channels``.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from dfn.errors import ConfigError
@@ -124,6 +126,31 @@ class DynamicLocalFilter(_FilterLayout):
         if self.separable:
             return separable_filters(*filters.split((self.kh, self.kw), tap_dim), self.softmax), bias
         return (filters.softmax(tap_dim) if self.softmax else filters), bias
+
+    def identity_theta(self, centre_weight: float) -> Tensor:
+        """``(theta_channels,)``: the ``theta`` whose filters put ``centre_weight`` on the centre
+        tap (the anchor ``(kh//2, kw//2)``) and the rest evenly on the others, with zero bias: the
+        layer then nearly copies its input. With ``softmax`` these are logits; a separable filter
+        gets the same start in each factor. Only for filters shared across channels."""
+        if self.n_filters is not None:
+            raise ValueError("an identity start needs filters shared across channels (n_filters=None)")
+        if not 0 < centre_weight < 1:
+            raise ValueError(f"centre_weight must be in (0, 1), got {centre_weight}")
+        factors = [(self.kh, self.kh // 2), (self.kw, self.kw // 2)] if self.separable else \
+            [(self.kh * self.kw, (self.kh // 2) * self.kw + self.kw // 2)]
+        weight = centre_weight ** (1 / max(sum(taps > 1 for taps, _ in factors), 1))  # per factor
+        parts = []
+        for taps, centre in factors:
+            part = torch.zeros(taps)
+            if taps == 1:                                        # a 1-tap factor is always 1
+                part.fill_(0.0 if self.softmax else 1.0)
+            elif self.softmax:                                   # softmax(part)[centre] = weight
+                part[centre] = math.log(weight * (taps - 1) / (1 - weight))
+            else:
+                part.fill_((1 - weight) / (taps - 1))
+                part[centre] = weight
+            parts.append(part)
+        return torch.cat(parts + [torch.zeros(self.bias_channels)])
 
     def filter_with(self, x: Tensor, filters: Tensor, bias: Optional[Tensor]) -> Tensor:
         """Apply filters and bias from :meth:`split` to ``x (B, C, H, W)``."""

@@ -6,6 +6,13 @@ module owns the loss, the metrics (:mod:`dfn.metrics`) and what is logged, so th
 is measured the same way. Batch contract: ``{"frames": (B, frames_in + frames_out, C, H, W)}``
 in [0, 1].
 
+With ground truth in the batch (``"disparity" (B, H, W)`` for stereo; ``"flow" (B, T, H, W, 2)``
+for video, on each frame's own grid; ``"reads_from" (B, T, H, W, 2)``, the true offsets on the
+predicted frames' grid, for Moving MNIST; NaN = unknown), validation and test also score the
+filters' read-outs (:mod:`dfn.readout`): ``disparity_epe``, ``disparity_pearson``,
+``disparity_bad1``, ``disparity_epe_constant``; ``flow_epe``, ``flow_epe_zero`` (pooled over the
+predicted steps; per step in the test results' curves).
+
 Loss: ``bce`` (Moving MNIST: binary cross-entropy of the prediction clipped to [eps, 1 - eps],
 summed over a frame's pixels, averaged over predicted frames and sequences, i.e. the paper's
 number) or ``mse`` (squared error summed over a frame's pixels, averaged likewise).
@@ -18,6 +25,7 @@ from torch import Tensor, nn
 
 from dfn.layers import filter_smoothness
 from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
+from dfn.readout import ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid
 from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
                              SchedulerFactory, adam)
 
@@ -46,8 +54,9 @@ class VideoPredictionModel(DFNModule):
             raise ConfigError(f"model.smoothness_weight must be >= 0, got {smoothness_weight}")
         self.predictor, self.frames_in, self.frames_out = predictor, frames_in, frames_out
         self.loss_name, self.smoothness_weight = loss, smoothness_weight
-        self.val_curves = FrameCurves(frames_out)
+        self.val_curves, self.val_readout = FrameCurves(frames_out), ReadoutScores(frames_out)
         self.test_curves = nn.ModuleList([FrameCurves(frames_out)])  # one per test dataloader
+        self.test_readouts = nn.ModuleList([ReadoutScores(frames_out)])
         self.test_results: list[dict[str, list[float]]] = []
         if any(p.requires_grad for p in self.parameters()):
             self.check_optimizer()
@@ -74,20 +83,35 @@ class VideoPredictionModel(DFNModule):
             loss = loss + penalty
         return loss
 
-    def _evaluate(self, batch: dict[str, Tensor], curves: FrameCurves) -> None:
+    def _evaluate(self, batch: dict[str, Tensor], curves: FrameCurves, readout: ReadoutScores) -> None:
         observed, future = self._split(batch)
-        prediction, _ = self(observed)
+        truth = next((key for key in ("disparity", "flow", "reads_from") if key in batch), None)
+        kernel_size = getattr(self.predictor, "kernel_size", None)
+        prediction, filters = self(observed, return_filters=truth is not None and kernel_size is not None)
         curves.update(prediction, future)
+        if filters is None:
+            return
+        shift = expected_shift(filters.float(), kernel_size)                     # (B, T, 2, H, W)
+        if truth == "disparity":
+            readout.update(disparity_on_left_grid(shift[:, 0, 1]), batch["disparity"])
+            return
+        steps = shift.shape[1]           # step k applied its filters to frame frames_in - 1 + k
+        if truth == "reads_from":        # on the predicted frames' grid: the offsets themselves
+            readout.update(shift.flip(2).permute(0, 1, 3, 4, 2), batch["reads_from"][:, self.frames_in:])
+            return
+        flow = flow_on_source_grid(shift.flatten(0, 1)).unflatten(0, (-1, steps))
+        readout.update(flow, batch["flow"][:, self.frames_in - 1:self.frames_in - 1 + steps])
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_curves)
+        self._evaluate(batch, self.val_curves, self.val_readout)
 
     def on_test_start(self) -> None:
         loaders = len(self.trainer.test_dataloaders) if isinstance(self.trainer.test_dataloaders, list) else 1
         self.test_curves = nn.ModuleList([FrameCurves(self.frames_out) for _ in range(loaders)]).to(self.device)
+        self.test_readouts = nn.ModuleList([ReadoutScores(self.frames_out) for _ in range(loaders)]).to(self.device)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, self.test_curves[dataloader_idx])
+        self._evaluate(batch, self.test_curves[dataloader_idx], self.test_readouts[dataloader_idx])
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """``{"frames", "prediction", "filters" (or None), "index"}`` for the prediction writer."""
@@ -96,18 +120,24 @@ class VideoPredictionModel(DFNModule):
         return {"frames": batch["frames"].cpu(), "prediction": prediction.cpu(),
                 "filters": None if filters is None else filters.cpu(), "index": batch["index"].cpu()}
 
-    def _log_curves(self, prefix: str, curves: FrameCurves) -> dict[str, list[float]]:
-        """Logs ``<prefix>/<metric>`` (mean over predicted frames) and returns the curves."""
+    def _log_curves(self, prefix: str, curves: FrameCurves, readout: ReadoutScores) -> dict[str, list[float]]:
+        """Logs ``<prefix>/<metric>`` (mean over predicted frames) and the read-out scores, if any;
+        returns the curves."""
         values = curves.compute()
         for name in NAMES:
             self.log(f"{prefix}/{name}", values[name].mean().float())
+        if readout.update_called:
+            for name, value in readout.compute().items():
+                self.log(f"{prefix}/{name}", value)
+            values.update(readout.flow_curves())
         curves.reset()
+        readout.reset()
         return {name: v.tolist() for name, v in values.items()}
 
     def on_validation_epoch_end(self) -> None:
-        self._log_curves("val", self.val_curves)
+        self._log_curves("val", self.val_curves, self.val_readout)
 
     def on_test_epoch_end(self) -> None:
         """One set of numbers per test dataloader: ``test/...`` for the first, ``test<k>/...`` next."""
-        self.test_results = [self._log_curves("test" if k == 0 else f"test{k}", curves)
-                             for k, curves in enumerate(self.test_curves)]
+        self.test_results = [self._log_curves("test" if k == 0 else f"test{k}", curves, readout)
+                             for k, (curves, readout) in enumerate(zip(self.test_curves, self.test_readouts))]

@@ -28,8 +28,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from dfn.layers.untied_bias_conv import UntiedBiasConv2d
 from dfn.errors import ConfigError
+from dfn.layers.untied_bias_conv import UntiedBiasConv2d
+from dfn.nets.output_start import start_linear_output
 
 
 class EncoderDecoder(nn.Module):
@@ -94,6 +95,11 @@ class EncoderDecoder(nn.Module):
                     nn.init.zeros_(module.bias)
             if isinstance(module, UntiedBiasConv2d):
                 nn.init.zeros_(module.untied_bias)
+
+    def start_output(self, bias: Tensor, gain: float) -> None:
+        """Start ``theta`` near ``bias (out_channels,)``: the last layer's bias becomes ``bias``
+        and its weights are scaled by ``gain`` (see :class:`dfn.predictors.DynamicFilterPredictor`)."""
+        start_linear_output(self.head[-1], bias, gain)
 
     @property
     def recurrent_state(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from dfn.errors import ConfigError
+from dfn.nets.output_start import start_linear_output
 
 
 class PixelMLP(nn.Module):
@@ -36,6 +37,11 @@ class PixelMLP(nn.Module):
                 layers.append(nn.LeakyReLU(negative_slope))
         self.layers = nn.Sequential(*layers)
         self.in_channels, self.out_channels = in_channels, out_channels
+
+    def start_output(self, bias: Tensor, gain: float) -> None:
+        """Start the output near ``bias (out_channels,)``: the last layer's bias becomes ``bias``
+        and its weights are scaled by ``gain``."""
+        start_linear_output(self.layers[-1], bias, gain)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)

@@ -31,15 +31,37 @@ class DynamicFilterPredictor(nn.Module):
         softmax: normalise filters over their taps (the paper does).
         bias_channels: 0, or 1 for the dynamic per-pixel bias (highway driving).
         context_frames: frames the generator sees at once (1 for Moving MNIST, 2 for highway).
+        start: ``"paper"``: the net's own initialisation (He-uniform, zero biases), whose first
+            filters are near-uniform blurs; ``"identity"``: the first predictions are nearly the
+            last frame (copy-last; the left view for stereo): the net's last layer is scaled by
+            ``start_gain`` and biased towards filters with ``start_centre_weight`` on the centre
+            tap and a zero dynamic bias (the net needs a ``start_output(bias, gain)`` method).
+        start_centre_weight, start_gain: of the ``"identity"`` start.
     """
 
     def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, softmax: bool = True,
-                 bias_channels: int = 0, context_frames: int = 1) -> None:
+                 bias_channels: int = 0, context_frames: int = 1, start: str = "paper",
+                 start_centre_weight: float = 0.99, start_gain: float = 0.0) -> None:
         super().__init__()
         self.net, self.context_frames = net, context_frames
         self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels)
         self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
                                     "pixel")
+        if start not in ("paper", "identity"):
+            raise ConfigError(f"predictor start must be 'paper' or 'identity', got {start!r}")
+        if start == "identity":
+            if not hasattr(net, "start_output"):
+                raise ConfigError(f"start 'identity' needs a net with a start_output(bias, gain) method; "
+                                  f"{type(net).__name__} has none: use start 'paper'")
+            if not 0 < start_centre_weight < 1 or start_gain < 0:
+                raise ConfigError(f"start_centre_weight must be in (0, 1) and start_gain >= 0, got "
+                                  f"{start_centre_weight} and {start_gain}")
+            net.start_output(self.filter.identity_theta(start_centre_weight), start_gain)
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        """``(kh, kw)`` of the filters that ``forward`` returns (taps row-major)."""
+        return self.filter.kh, self.filter.kw
 
     def forward(self, observed: Tensor, future: int, return_filters: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:

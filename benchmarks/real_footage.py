@@ -1,0 +1,106 @@
+"""Real footage end to end: a fit on a real clip or on stereo pairs generated from photographs,
+then ``test`` of it and of copy-last; prints JSON (training losses, test metrics).
+
+    python benchmarks/real_footage.py video ../shared/data/video/tree.avi --minutes 30
+    python benchmarks/real_footage.py stereo --pairs 400 --minutes 30
+    python benchmarks/real_footage.py stereo --pairs 1 --single-pair --minutes 10
+
+Everything goes through ``python -m dfn`` as a user runs it (``scenes``, ``pack``, ``fit`` with
+``--trainer.max_time``, ``test``), with the configs as committed; ``--set`` adds overrides
+(``--set=--model.init_args.predictor.init_args.start=paper``). Training losses come from a CSV
+logger at every step. Run it alone on the machine: it measures what a fit reaches in wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dfn(*args: str) -> None:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"python -m dfn {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+
+
+def train_losses(run: Path) -> list[float]:
+    """``train/loss`` at every step, from the CSV logger."""
+    rows = list(csv.DictReader(open(next(run.glob("**/metrics.csv")))))
+    return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
+def test_metrics(run: Path, config: list[str], checkpoint: bool = True) -> dict[str, float]:
+    dfn("test", *config, "--run_dir", str(run), *(["--ckpt_path", "last"] if checkpoint else []),
+        "--trainer.logger", "false")
+    newest = max(run.glob("test_results_step*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(newest.read_text())["metrics"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["video", "stereo"])
+    parser.add_argument("clip", nargs="?", help="video: the clip to pack")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training wall time")
+    parser.add_argument("--pairs", type=int, default=400, help="stereo: generated pairs")
+    parser.add_argument("--single-pair", action="store_true", help="stereo: fit and test one pair on itself")
+    parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
+    parser.add_argument("--set", action="append", default=[], metavar="--KEY=VALUE", help="extra config override")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="dfn_real_"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    if args.kind == "video":
+        data = work / (Path(args.clip).stem + ".h5")
+        if not data.exists():
+            dfn("pack", args.clip, str(data), "--size", "64", "64", "--grayscale", "--no-progress")
+        config = ["--config", "configs/highway.yaml"]
+    else:
+        data = work / f"stereo_{args.pairs}.h5"
+        if not data.exists():
+            dfn("scenes", "stereo", str(work / f"scenes_{args.pairs}"), "--count", str(args.pairs),
+                "--size", "128", "128", "--max-disparity", "10")
+            scenes = work / f"scenes_{args.pairs}"
+            dfn("pack", str(scenes / "left"), str(scenes / "right"), str(data), "--size", "64", "64",
+                "--disparity", str(scenes / "disparity"), "--no-progress")
+        config = ["--config", "configs/stereo.yaml"]
+        if args.single_pair:
+            config += ["--data.init_args.test_on_training_frames", "true"]
+    config += ["--data.init_args.path", str(data), *(a for s in args.set for a in s.split("=", 1))]
+    run = work / f"run_{int(started)}"
+    seconds = round(args.minutes * 60)
+    limit = f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    fit_start = time.time()
+    dfn("fit", *config, "--run_dir", str(run), "--trainer.max_time", limit,
+        "--trainer.max_steps", "-1", "--trainer.val_check_interval", "250",
+        "--data.init_args.val_samples", "32", "--trainer.log_every_n_steps", "1",
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(run),
+        "--trainer.enable_progress_bar", "false")
+    fit_seconds = time.time() - fit_start
+    losses = train_losses(run)
+    metrics = test_metrics(run, config)
+    copy = test_metrics(work / f"copy_{int(started)}", [*config, "--config", "configs/baselines/copy_last.yaml"],
+                        checkpoint=False)
+    first50 = losses[:50]
+    report = {
+        "command": "python benchmarks/real_footage.py " + " ".join(sys.argv[1:]),
+        "data": str(data), "config": config, "fit_seconds": round(fit_seconds, 1), "steps": len(losses),
+        "step0_loss": losses[0], "max_loss_first_50_steps": max(first50),
+        "max_over_step0_first_50": max(first50) / losses[0], "max_over_step0_all": max(losses) / losses[0],
+        "loss_every_50_steps": losses[::50], "test": metrics, "copy_last_test": copy,
+        "test_mse_over_copy_last": metrics["test/mse"] / copy["test/mse"],
+        "machine": {"cpus": os.cpu_count(), "torch_threads": __import__("torch").get_num_threads()},
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The paper's claim made measurable: generated filters read out as disparity and flow, scored.
+
+A filter at pixel ``p`` of a predicted frame reads the input around ``p``; its expected offset
+``s(p) = E[(dy, dx)]`` (:func:`expected_shift`) says where the content comes from. The
+prediction's grid is the *target's* (the right view; the next frame), while ground truth lives on
+the *source's* grid (disparity on the left view, flow on frame ``t``). Read-outs are moved there
+by solving for each source pixel where its content went:
+
+* stereo: the right view at ``x`` shows the left view at ``x + s(x)``: each right pixel's offset
+  is carried to that left pixel (the nearest surface winning, as in a z-buffer; pixels hidden
+  from the right camera solve ``d(x_L) = s(x_L - d(x_L))``);
+* video: the next frame at ``p`` shows frame ``t`` at ``p + s(p)``, so the flow of pixel ``q`` of
+  frame ``t`` is ``f(q) = -s(q + f(q))``.
+
+The fixed points are found by iteration with linear interpolation (exact for constant offsets;
+pixels that no filter reads from, occluded ones, take a neighbouring surface's value).
+:class:`ReadoutScores` then compares with ground truth on its known (non-NaN) pixels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+
+ITERATIONS = 20
+
+
+def disparity_on_left_grid(shift_x: Tensor, iterations: int = ITERATIONS) -> Tensor:
+    """Horizontal offsets ``(B, H, W)`` on the right view's grid -> disparity ``(B, H, W)`` on the
+    left view's grid (positive: the left view's content appears further left in the right view).
+
+    Each right-view pixel ``x`` is splatted to the left pixel nearest ``x + s(x)``; where several
+    land on one pixel the largest disparity (the nearest surface) wins, as in a z-buffer. Left
+    pixels that nothing lands on (hidden from the right camera) take the fixed point of
+    ``d(x_L) = s(x_L - d(x_L))``: a neighbouring surface's value."""
+    B, H, W = shift_x.shape
+    rows = shift_x.reshape(-1, W)
+    x = torch.arange(W, dtype=rows.dtype, device=rows.device).expand_as(rows)
+    d = rows
+    for _ in range(iterations):
+        position = (x - d).clamp(0, W - 1)
+        lower = position.floor().long().clamp(max=max(W - 2, 0))
+        upper = (lower + 1).clamp(max=W - 1)
+        frac = position - lower
+        d = rows.gather(1, lower) * (1 - frac) + rows.gather(1, upper) * frac
+    target = (x + rows).round().long()
+    inside = (target >= 0) & (target < W)
+    splat = torch.full_like(rows, float("-inf")).scatter_reduce(
+        1, target.clamp(0, W - 1), torch.where(inside, rows, torch.full_like(rows, float("-inf"))),
+        reduce="amax", include_self=True)
+    return torch.where(torch.isfinite(splat), splat, d).reshape(B, H, W)
+
+
+def flow_on_source_grid(shift: Tensor, iterations: int = ITERATIONS) -> Tensor:
+    """Offsets ``(B, 2, H, W)`` as ``(dy, dx)`` on the predicted frame's grid -> flow
+    ``(B, H, W, 2)`` as ``(dx, dy)`` on the grid of the frame the filters were applied to."""
+    B, _, H, W = shift.shape
+    field = shift.flip(1)                                      # (dx, dy)
+    y, x = torch.meshgrid(torch.arange(H, dtype=shift.dtype, device=shift.device),
+                          torch.arange(W, dtype=shift.dtype, device=shift.device), indexing="ij")
+    flow = -field
+    for _ in range(iterations):
+        px, py = x + flow[:, 0], y + flow[:, 1]
+        grid = torch.stack([2 * px / max(W - 1, 1) - 1, 2 * py / max(H - 1, 1) - 1], -1)
+        flow = -F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return flow.permute(0, 2, 3, 1)
+
+
+def expected_shift(filters: Tensor, kernel_size: tuple[int, int]) -> Tensor:
+    """Per-pixel filters ``(..., kh*kw, H, W)`` -> the offset they read from on average,
+    ``(..., 2, H, W)`` as ``(dy, dx)`` in pixels (tap (u, v) reads ``(y + u - kh//2, x + v - kw//2)``)."""
+    kh, kw = kernel_size
+    u = torch.arange(kh, dtype=filters.dtype, device=filters.device) - kh // 2
+    v = torch.arange(kw, dtype=filters.dtype, device=filters.device) - kw // 2
+    dy = u.repeat_interleave(kw).view(kh * kw, 1, 1)
+    dx = v.repeat(kh).view(kh * kw, 1, 1)
+    return torch.stack([(filters * dy).sum(-3), (filters * dx).sum(-3)], -3)
+
+
+class ReadoutScores(Metric):
+    """Scores of read-outs against ground truth with NaN for unknown pixels, pooled over every
+    known pixel of every sample (synced across DDP ranks).
+
+    ``update_disparity(predicted (B, H, W), truth (B, H, W))`` gives ``disparity_epe`` (mean
+    absolute error, px), ``disparity_bad1`` (share of pixels more than 1 px off),
+    ``disparity_pearson`` (correlation) and ``disparity_epe_constant`` (the error of guessing
+    each sample's ground-truth mean). ``update_flow(predicted (B, H, W, 2), truth (B, H, W, 2))``
+    gives ``flow_epe`` (mean end-point error, px) and ``flow_epe_zero`` (that of predicting no
+    motion). ``compute()`` returns only the scores that were updated."""
+
+    full_state_update = False
+    SUMS = ("d_n", "d_abs", "d_bad1", "d_const", "d_x", "d_y", "d_xx", "d_yy", "d_xy", "f_n", "f_epe", "f_zero")
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in self.SUMS:
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def _add(self, name: str, value: Tensor) -> None:
+        setattr(self, name, getattr(self, name) + value.double().sum())
+
+    def update(self, predicted: Tensor, truth: Tensor) -> None:
+        """Disparity ``(B, H, W)`` or flow ``(B, T, H, W, 2)``, told apart by the shape of ``truth``."""
+        if truth.ndim == 3:
+            self.update_disparity(predicted, truth)
+        else:
+            self.update_flow(predicted, truth)
+
+    def update_disparity(self, predicted: Tensor, truth: Tensor) -> None:
+        known = torch.isfinite(truth)
+        p, t = predicted.double()[known], truth.double()[known]
+        counts = known.flatten(1).sum(1).clamp(min=1)
+        means = torch.where(known, truth.double(), 0.0).flatten(1).sum(1) / counts
+        constant = (truth.double() - means.view(-1, 1, 1)).abs()[known]
+        error = (p - t).abs()
+        for name, value in (("d_n", known.sum()), ("d_abs", error), ("d_bad1", (error > 1).double()),
+                            ("d_const", constant), ("d_x", p), ("d_y", t), ("d_xx", p * p), ("d_yy", t * t),
+                            ("d_xy", p * t)):
+            self._add(name, value)
+
+    def update_flow(self, predicted: Tensor, truth: Tensor) -> None:
+        known = torch.isfinite(truth).all(-1)                                  # (B, T, H, W)
+        t = torch.where(known[..., None], truth.double(), 0.0)
+        self.f_n += known.double().sum((0, 2, 3))
+        self.f_epe += ((predicted.double() - t).norm(dim=-1) * known).sum((0, 2, 3))
+        self.f_zero += (t.norm(dim=-1) * known).sum((0, 2, 3))
+
+    def flow_curves(self) -> dict[str, Tensor]:
+        """``flow_epe`` and ``flow_epe_zero`` per predicted step ``(T,)`` (NaN where nothing is
+        known); empty without flow updates."""
+        if self.f_n.sum() == 0:
+            return {}
+        n = self.f_n.clamp(min=1)
+        unknown = self.f_n == 0
+        return {name: torch.where(unknown, float("nan"), total / n).float()
+                for name, total in (("flow_epe", self.f_epe), ("flow_epe_zero", self.f_zero))}
+
+    def compute(self) -> dict[str, Tensor]:
+        scores = {}
+        if self.d_n > 0:
+            n = self.d_n
+            cov = self.d_xy / n - self.d_x / n * self.d_y / n
+            var_p, var_t = self.d_xx / n - (self.d_x / n) ** 2, self.d_yy / n - (self.d_y / n) ** 2
+            scores.update(disparity_epe=self.d_abs / n, disparity_bad1=self.d_bad1 / n,
+                          disparity_pearson=cov / (var_p * var_t).clamp(min=1e-24).sqrt(),
+                          disparity_epe_constant=self.d_const / n)
+        if self.f_n.sum() > 0:
+            n = self.f_n.sum()
+            scores.update(flow_epe=self.f_epe.sum() / n, flow_epe_zero=self.f_zero.sum() / n)
+        return {name: value.float() for name, value in scores.items()}
