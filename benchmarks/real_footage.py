@@ -2,7 +2,7 @@
 then ``test`` of it and of copy-last; prints JSON (training losses, test metrics).
 
     python benchmarks/real_footage.py video ../shared/data/video/tree.avi --minutes 30
-    python benchmarks/real_footage.py stereo --pairs 400 --minutes 30
+    python benchmarks/real_footage.py stereo --pairs 400 --minutes 30 [--layout street|layers]
     python benchmarks/real_footage.py stereo --pairs 1 --single-pair --minutes 10
 
 Everything goes through ``python -m dfn`` as a user runs it (``scenes``, ``pack``, ``fit`` with
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall time")
     parser.add_argument("--pairs", type=int, default=400, help="stereo: generated pairs")
     parser.add_argument("--single-pair", action="store_true", help="stereo: fit and test one pair on itself")
+    parser.add_argument("--layout", choices=["layers", "street"], default="street", help="stereo scenes (default street)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="--KEY=VALUE", help="extra config override")
     args = parser.parse_args()
@@ -64,11 +65,11 @@ def main() -> None:
             dfn("pack", args.clip, str(data), "--size", "64", "64", "--grayscale", "--no-progress")
         config = ["--config", "configs/highway.yaml"]
     else:
-        data = work / f"stereo_{args.pairs}.h5"
+        data = work / f"stereo_{args.layout}_{args.pairs}.h5"
+        scenes = work / f"scenes_{args.layout}_{args.pairs}"
         if not data.exists():
-            dfn("scenes", "stereo", str(work / f"scenes_{args.pairs}"), "--count", str(args.pairs),
-                "--size", "128", "128", "--max-disparity", "10")
-            scenes = work / f"scenes_{args.pairs}"
+            dfn("scenes", "stereo", str(scenes), "--count", str(args.pairs), "--size", "128", "128",
+                "--max-disparity", "10", "--layout", args.layout)
             dfn("pack", str(scenes / "left"), str(scenes / "right"), str(data), "--size", "64", "64",
                 "--disparity", str(scenes / "disparity"), "--no-progress")
         config = ["--config", "configs/stereo.yaml"]

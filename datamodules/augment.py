@@ -5,7 +5,9 @@ reproducible and resume exactly (:mod:`datamodules.stream`):
 
 * ``gain`` and ``offset``: ``x -> gain * x + offset`` (clipped to [0, 1]), the same for every
   frame and both views of a sample: exposure changes that move nothing;
-* ``vflip``: upside down; keeps a rectified pair's disparity (stereo's default);
+* ``vflip``: upside down; keeps a rectified pair's disparity, but a stereo DFN sees only the
+  left view and reads depth from cues such as "lower in the view = nearer", which a flip hides
+  (off in ``configs/stereo.yaml``: measured in ``results/real_footage.md``);
 * ``hflip``: mirrored; keeps video motion (``dx`` changes sign). Not for stereo: a mirrored pair
   would need its views swapped;
 * ``crop_scale``: a random window of ``[min, max]`` times the stored frame (or the configured

@@ -183,13 +183,15 @@ class StereoHDF5DataModule(HDF5DataModule):
 
     Args:
         path: the HDF5 file with ``left`` and ``right`` datasets.
-        augment: default gain, offset, vertical flips and crops; no horizontal flips.
+        augment: default gain, offset and crops. Vertical flips keep the disparity but hide the
+            cue the network reads it from (lower in the view = nearer), so they are off;
+            horizontal flips are refused.
         **kwargs: see :class:`HDF5DataModule`.
     """
 
     datasets = ("left", "right")
 
-    def __init__(self, path: str, augment: Optional[Augmentation] = Augmentation(vflip=True), **kwargs) -> None:
+    def __init__(self, path: str, augment: Optional[Augmentation] = Augmentation(), **kwargs) -> None:
         if augment is not None and augment.hflip:
             raise FrameFileError("data.augment.hflip would mirror a stereo pair without swapping its views "
                                  "(the disparity would change sign); use vflip")

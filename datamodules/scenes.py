@@ -8,7 +8,10 @@ there are occlusions and depth edges as in real footage.
 * :func:`stereo_pair`: ``left, right (H, W)`` and the true ``disparity (H, W)`` on the left
   view's grid, in pixels: the right view shows at ``x`` what the left view shows at
   ``x + disparity`` (rectified, disparity >= 0 for points in front of the cameras). Layer
-  disparities are planar (``a + b x + c y``) or smooth random fields.
+  disparities are planar (``a + b x + c y``) or smooth random fields at random depths
+  (``layout="layers"``: only the pair tells the depth), or a street (``layout="street"``: a
+  ground plane and upright objects on it, whose depth the left view alone tells, as the stereo
+  DFN, which sees only the left view, needs).
 * :func:`video`: ``frames (T, H, W)`` and ``flow (T, H, W, 2)`` as ``(dx, dy)``, the motion of
   each pixel of frame ``t`` to frame ``t + 1`` (NaN for the last frame): a camera pan (the
   background moves as one) and layers moving at their own constant velocities.
@@ -65,6 +68,10 @@ class SceneSettings:
         max_disparity: largest disparity in pixels at ``size`` (stereo).
         max_speed: largest speed in pixels per frame at ``size`` (video).
         smooth: share of stereo layers whose disparity is a smooth random field (the rest planar).
+        layout: stereo scenes as ``"layers"`` (random depths: nothing in the left view tells the
+            disparity, only the pair does) or ``"street"`` (a ground plane whose disparity grows
+            towards the bottom of the view, and upright objects standing on it, nearer ones lower
+            and larger: the left view alone tells the depth, as in driving footage).
     """
 
     size: tuple[int, int] = (128, 128)
@@ -72,6 +79,11 @@ class SceneSettings:
     max_disparity: float = 10.0
     max_speed: float = 3.0
     smooth: float = 0.5
+    layout: str = "layers"
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("layers", "street"):
+            raise ConfigError(f"scene layout must be 'layers' or 'street', got {self.layout!r}")
 
 
 def _crop(photos: list[np.ndarray], size: tuple[int, int], rng: np.random.Generator) -> Tensor:
@@ -149,25 +161,54 @@ def stereo_pair(photos: list[np.ndarray], rng: np.random.Generator,
                 settings: SceneSettings = SceneSettings()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scene: ``left, right`` ``float32 (H, W)`` in [0, 1] and ``disparity float32 (H, W)``
     on the left grid (pixels at ``settings.size``; see the module docstring)."""
-    size, top = settings.size, settings.max_disparity
-    count = int(rng.integers(0, settings.layers + 1))
-    bounds = np.linspace(0, top, count + 2)                      # nearer layers: larger disparities
-    left = torch.zeros(size)
-    right = torch.zeros(size)
-    disparity = torch.zeros(size)
-    H, W = size
+    H, W = settings.size
+    layers = _street(settings, rng) if settings.layout == "street" else _random_depths(settings, rng)
+    left, right, disparity = torch.zeros(H, W), torch.zeros(H, W), torch.zeros(H, W)
     y = torch.arange(H, dtype=torch.float32)[:, None].expand(H, W)
-    for k in range(count + 1):
-        texture = _crop(photos, size, rng)
-        mask = torch.ones(size) if k == 0 else _ellipse(size, rng)
-        low, high = (0.0, bounds[1]) if k == 0 else (bounds[k], bounds[k + 1])
-        field = _field(size, float(low), float(high), rng.random() < settings.smooth, rng)
+    for mask, field in layers:                                   # far to near
+        texture = _crop(photos, (H, W), rng)
         left = mask * texture + (1 - mask) * left
         disparity = mask * field + (1 - mask) * disparity
         source = _source_x(field)
         seen = _sample(mask, source, y)
         right = seen * _sample(texture, source, y) + (1 - seen) * right
     return left.numpy(), right.clamp(0, 1).numpy(), disparity.numpy()
+
+
+def _random_depths(settings: SceneSettings, rng: np.random.Generator) -> list[tuple[Tensor, Tensor]]:
+    """``(mask, disparity field)`` far to near: a background and up to ``layers`` ellipses, each in
+    its own band of disparities, planar or smooth."""
+    size, count = settings.size, int(rng.integers(0, settings.layers + 1))
+    bounds = np.linspace(0, settings.max_disparity, count + 2)     # nearer layers: larger disparities
+    layers = []
+    for k in range(count + 1):
+        low, high = (0.0, bounds[1]) if k == 0 else (bounds[k], bounds[k + 1])
+        mask = torch.ones(size) if k == 0 else _ellipse(size, rng)
+        layers.append((mask, _field(size, float(low), float(high), rng.random() < settings.smooth, rng)))
+    return layers
+
+
+def _street(settings: SceneSettings, rng: np.random.Generator) -> list[tuple[Tensor, Tensor]]:
+    """``(mask, disparity field)`` far to near: a ground plane, disparity growing linearly from the
+    top row (the horizon just above the view) to ``max_disparity`` at the bottom row, and up to
+    ``layers`` upright, fronto-parallel ellipses standing on it, each at the ground's disparity
+    where it stands and as tall as that disparity makes it."""
+    H, W = settings.size
+    top = settings.max_disparity
+    slope = 0.95 * top * rng.uniform(0.85, 1.0) / H              # disparity per row
+    y, x = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                          indexing="ij")
+    ground = top * 0.05 + slope * y
+    layers = [(torch.ones(H, W), ground)]
+    feet = np.sort(rng.uniform(0.35 * H, H, size=int(rng.integers(0, settings.layers + 1))))
+    for foot in feet:                                            # sorted: farther (higher) first
+        d = float(ground[min(int(foot), H - 1), 0])
+        ry = max(2.0, 0.45 * H * d / top * rng.uniform(0.6, 1.0))
+        rx = ry * rng.uniform(0.4, 1.0)
+        cx = rng.uniform(0.1, 0.9) * W
+        mask = ((((x - cx) / rx) ** 2 + ((y - (foot - ry)) / ry) ** 2) <= 1).float()
+        layers.append((mask, torch.full((H, W), d)))
+    return layers
 
 
 def video(photos: list[np.ndarray], frames: int, rng: np.random.Generator,
@@ -246,9 +287,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     parser.add_argument("--max-disparity", type=float, default=10.0, help="pixels at --size (default 10)")
     parser.add_argument("--max-speed", type=float, default=3.0, help="pixels per frame at --size (default 3)")
+    parser.add_argument("--layout", choices=["layers", "street"], default="layers",
+                        help="stereo: random depths, or a street whose depth the left view shows (default layers)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    settings = SceneSettings(size=tuple(args.size), max_disparity=args.max_disparity, max_speed=args.max_speed)
+    settings = SceneSettings(size=tuple(args.size), max_disparity=args.max_disparity, max_speed=args.max_speed,
+                             layout=args.layout)
     if args.kind == "stereo":
         write_stereo(args.folder, args.count, args.seed, settings)
         print(f"wrote {args.count} pairs to {args.folder}: pack them with python -m dfn pack {args.folder}/left "

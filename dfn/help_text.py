@@ -18,6 +18,7 @@ Dynamic Filter Networks (De Brabandere et al., NIPS 2016): train, evaluate and u
   python -m dfn fit      --config configs/steerable.yaml           train (about a minute on a CPU)
   python -m dfn test     --config configs/X.yaml --ckpt_path last  evaluate the run's last checkpoint
   python -m dfn pack     SOURCE [RIGHT] OUTPUT.h5                  videos / image folders -> HDF5
+  python -m dfn scenes   stereo|video FOLDER                       data with known geometry from photographs
   python -m dfn <stage> --help                                     the options of a stage
 
 Experiments (configs/): steerable.yaml (paper 4.1), moving_mnist.yaml (4.2), highway.yaml (4.2,

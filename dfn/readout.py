@@ -85,17 +85,21 @@ class ReadoutScores(Metric):
     ``update_disparity(predicted (B, H, W), truth (B, H, W))`` gives ``disparity_epe`` (mean
     absolute error, px), ``disparity_bad1`` (share of pixels more than 1 px off),
     ``disparity_pearson`` (correlation) and ``disparity_epe_constant`` (the error of guessing
-    each sample's ground-truth mean). ``update_flow(predicted (B, H, W, 2), truth (B, H, W, 2))``
-    gives ``flow_epe`` (mean end-point error, px) and ``flow_epe_zero`` (that of predicting no
-    motion). ``compute()`` returns only the scores that were updated."""
+    each sample's ground-truth mean). ``update_flow(predicted (B, T, H, W, 2), truth (B, T, H,
+    W, 2))`` with ``T = steps`` gives ``flow_epe`` (mean end-point error, px) and ``flow_epe_zero``
+    (that of predicting no motion), pooled over the steps; :meth:`flow_curves` has them per step.
+    ``compute()`` returns only the scores that were updated."""
 
     full_state_update = False
-    SUMS = ("d_n", "d_abs", "d_bad1", "d_const", "d_x", "d_y", "d_xx", "d_yy", "d_xy", "f_n", "f_epe", "f_zero")
+    SUMS = ("d_n", "d_abs", "d_bad1", "d_const", "d_x", "d_y", "d_xx", "d_yy", "d_xy")
+    STEP_SUMS = ("f_n", "f_epe", "f_zero")
 
-    def __init__(self) -> None:
+    def __init__(self, steps: int = 1) -> None:
         super().__init__()
         for name in self.SUMS:
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        for name in self.STEP_SUMS:
+            self.add_state(name, default=torch.zeros(steps, dtype=torch.float64), dist_reduce_fx="sum")
 
     def _add(self, name: str, value: Tensor) -> None:
         setattr(self, name, getattr(self, name) + value.double().sum())

@@ -52,11 +52,15 @@ def one_hot_filters(offset_x: torch.Tensor, offset_y: torch.Tensor, kh: int, kw:
     return torch.nn.functional.one_hot(taps.long(), kh * kw).permute(0, 3, 1, 2).float()
 
 
-def test_stereo_pairs_obey_their_disparity(photos):
+@pytest.mark.parametrize("layout", ["layers", "street"])
+def test_stereo_pairs_obey_their_disparity(photos, layout):
     """Where the left view's surface is planar and visible in both views, the right view at
-    x - d(x) shows the left view at x."""
+    x - d(x) shows the left view at x; a street's ground comes nearer row by row."""
     rng = np.random.default_rng(1)
-    left, right, disparity = stereo_pair(photos, rng, SceneSettings(size=(64, 96), layers=0, smooth=0.0))
+    left, right, disparity = stereo_pair(photos, rng, SceneSettings(size=(64, 96), layers=0, smooth=0.0,
+                                                                    layout=layout))
+    if layout == "street":
+        assert (np.diff(disparity[:, 0]) > 0).all() and np.ptp(disparity, axis=1).max() < 1e-5
     assert left.std() > 0.05 and 0 <= disparity.min() and disparity.max() <= 10
     y, x = np.mgrid[0:64, 8:88]
     target = x - disparity[y, x]
@@ -121,9 +125,14 @@ def test_readout_scores_on_known_values():
     assert result["disparity_bad1"] == pytest.approx(1 / 3)
     assert result["disparity_epe_constant"] == pytest.approx((4 / 3 + 1 / 3 + 5 / 3) / 3, rel=1e-5)
     assert result["disparity_pearson"] == pytest.approx(float(np.corrcoef([1, 4, 4], [1, 2, 4])[0, 1]), rel=1e-5)
-    scores.update(torch.zeros(1, 1, 2, 2), torch.tensor([[[[3.0, 4.0], [float("nan"), 0.0]]]]))
-    result = scores.compute()
-    assert result["flow_epe"] == pytest.approx(5.0) and result["flow_epe_zero"] == pytest.approx(5.0)
+    flows = ReadoutScores(steps=2)
+    truth = torch.full((1, 2, 1, 2, 2), float("nan"))
+    truth[0, 0, 0, 0] = torch.tensor([3.0, 4.0])
+    truth[0, 1, 0, 1] = torch.tensor([0.0, 1.0])
+    flows.update(torch.zeros(1, 2, 1, 2, 2), truth)
+    result = flows.compute()
+    assert result["flow_epe"] == pytest.approx(3.0) and result["flow_epe_zero"] == pytest.approx(3.0)
+    assert flows.flow_curves()["flow_epe"].tolist() == pytest.approx([5.0, 1.0])
 
 
 @pytest.mark.parametrize("separable,kernel_size", [(False, 11), (True, (5, 7)), (False, (1, 13)), (True, (1, 13))])
@@ -140,7 +149,8 @@ def test_identity_theta_puts_the_centre_weight_on_the_anchor(separable, kernel_s
 @pytest.mark.parametrize("config,file", [("highway", "video_file"), ("stereo", "stereo_file")])
 def test_identity_start_begins_at_copy_last_on_real_textures(request, config, file):
     """The paper's configs with ``start: identity``: the step-0 loss is within 10 % of copying the
-    last frame (the left view) on the same batch; the paper's own start is far worse."""
+    last frame (the left view) on the same batch; for highway the paper's own start (an 11x11 blur
+    plus a random bias) is far worse."""
     path = request.getfixturevalue(file)
     base = ["--config", str(ROOT / f"configs/{config}.yaml"), "--data.init_args.path", str(path)]
     losses = {}
@@ -153,7 +163,8 @@ def test_identity_start_begins_at_copy_last_on_real_textures(request, config, fi
             losses[start] = frame_se(cli.model(observed)[0], future).mean().item()
         copy = frame_se(observed[:, -1:].expand_as(future), future).mean().item()
     assert abs(losses["identity"] / copy - 1) < 0.1
-    assert losses["paper"] > 1.3 * copy                               # 1.7x (stereo) to 10x (highway)
+    if config == "highway":
+        assert losses["paper"] > 2 * copy
 
 
 def test_augmentation_is_seeded_and_keeps_the_geometry():
