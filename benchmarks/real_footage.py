@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("clip", nargs="?", help="video: the clip to pack")
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall time")
     parser.add_argument("--pairs", type=int, default=400, help="stereo: generated pairs")
-    parser.add_argument("--single-pair", action="store_true", help="stereo: fit and test one pair on itself")
+    parser.add_argument("--single-pair", action="store_true", help="stereo: fit and test on the same pairs "
+                        "(configs/stereo_single_pair.yaml)")
     parser.add_argument("--layout", choices=["layers", "street"], default="street", help="stereo scenes (default street)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="--KEY=VALUE", help="extra config override")
@@ -74,7 +75,7 @@ def main() -> None:
                 "--disparity", str(scenes / "disparity"), "--no-progress")
         config = ["--config", "configs/stereo.yaml"]
         if args.single_pair:
-            config += ["--data.init_args.test_on_training_frames", "true"]
+            config += ["--config", "configs/stereo_single_pair.yaml"]
     config += ["--data.init_args.path", str(data), *(a for s in args.set for a in s.split("=", 1))]
     run = work / f"run_{int(started)}"
     seconds = round(args.minutes * 60)

@@ -102,9 +102,7 @@ def read_disparity(path: Path) -> np.ndarray:
         values[values == 0] = np.nan
         return values
     if suffix == ".npy":
-        values = _read_npy(path, 2)
-        values[~np.isfinite(values)] = np.nan
-        return values
+        return _read_npy(path, 2)
     raise GroundTruthError(f"{path}: unknown disparity format {suffix!r}; use {', '.join(DISPARITY_SUFFIXES)}")
 
 
@@ -118,12 +116,12 @@ def read_flow(path: Path) -> np.ndarray:
         values = _read_npy(path, 3)
         if values.shape[-1] != 2:
             raise GroundTruthError(f"{path}: flow .npy must be (H, W, 2) (dx, dy), got {values.shape}")
-        values[~np.isfinite(values)] = np.nan
         return values
     raise GroundTruthError(f"{path}: unknown flow format {suffix!r}; use {', '.join(FLOW_SUFFIXES)}")
 
 
 def _read_npy(path: Path, ndim: int) -> np.ndarray:
+    """A numeric ``.npy`` of ``ndim`` dimensions as ``float32``, inf and NaN -> NaN."""
     try:
         values = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -131,7 +129,9 @@ def _read_npy(path: Path, ndim: int) -> np.ndarray:
     if values.ndim != ndim or not np.issubdtype(values.dtype, np.number):
         raise GroundTruthError(f"{path}: expected a numeric array with {ndim} dimensions, got "
                                f"{values.dtype} {values.shape}")
-    return values.astype(np.float32)
+    values = values.astype(np.float32)
+    values[~np.isfinite(values)] = np.nan
+    return values
 
 
 def ground_truth_files(path: Path, suffixes: Sequence[str], count: Optional[int]) -> list[Path]:

@@ -48,6 +48,22 @@ def dfn_process() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture
+def dfn_main(capsys) -> Callable[[list[str]], tuple[int, str]]:
+    """``dfn_main(args)``: ``python -m dfn *args`` in this process -> (exit status, stderr)."""
+    from dfn.cli import main
+
+    def run(args: list[str]) -> tuple[int, str]:
+        try:
+            main(args)
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+        return status, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture
 def tmpfs(tmp_path) -> Callable[[str], Path]:
     """``tmpfs("2m")``: a fresh tmpfs of that size mounted under ``tmp_path`` (another file system
     than ``$TMPDIR``, or a small disk that fills up), unmounted after the test. Needs root (CI)."""

@@ -8,18 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dfn.cli import main
 from dfn.ground_truth import (GroundTruthError, read_disparity, read_flo, read_flow, read_pfm, resize_field,
                               write_flo, write_pfm)
 
-
-def run(args, capsys):
-    try:
-        main(args)
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
-    return status, capsys.readouterr().err
 
 
 def test_pfm_and_flo_round_trip_with_unknown_pixels(tmp_path):
@@ -102,11 +93,11 @@ def write_pair_folders(root: Path, pairs: int = 3, height: int = 30, width: int 
     return root
 
 
-def test_pack_keeps_the_aspect_ratio_and_scales_disparity(tmp_path, capsys):
+def test_pack_keeps_the_aspect_ratio_and_scales_disparity(tmp_path, dfn_main):
     root = write_pair_folders(tmp_path)
     out = tmp_path / "s.h5"
-    status, err = run(["pack", str(root / "left"), str(root / "right"), str(out), "--size", "10", "10",
-                       "--disparity", str(root / "disp"), "--no-progress"], capsys)
+    status, err = dfn_main(["pack", str(root / "left"), str(root / "right"), str(out), "--size", "10", "10",
+                       "--disparity", str(root / "disp"), "--no-progress"])
     assert status == 0, err
     with h5py.File(out) as f:
         assert list(f.attrs["crop"]) == [0, 5, 30, 30]             # 40 wide -> the centre 30
@@ -114,22 +105,22 @@ def test_pack_keeps_the_aspect_ratio_and_scales_disparity(tmp_path, capsys):
         assert f["disparity"].shape == (3, 10, 10)
         np.testing.assert_allclose(f["disparity"][2], (4 + 2) * 10 / 30, rtol=1e-6)
     stretched = tmp_path / "st.h5"
-    assert run(["pack", str(root / "left"), str(root / "right"), str(stretched), "--size", "10", "10",
-                "--stretch", "--disparity", str(root / "disp"), "--no-progress"], capsys)[0] == 0
+    assert dfn_main(["pack", str(root / "left"), str(root / "right"), str(stretched), "--size", "10", "10",
+                "--stretch", "--disparity", str(root / "disp"), "--no-progress"])[0] == 0
     with h5py.File(stretched) as f:
         assert f.attrs["resize"] == "stretch" and "crop" not in f.attrs
         np.testing.assert_allclose(f["disparity"][0], 4 * 10 / 40, rtol=1e-6)
 
 
-def test_pack_flow_for_a_video_folder(tmp_path, capsys):
+def test_pack_flow_for_a_video_folder(tmp_path, dfn_main):
     (tmp_path / "frames").mkdir()
     (tmp_path / "flow").mkdir()
     for i in range(4):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "frames" / f"{i}.png")
         write_flo(tmp_path / "flow" / f"{i}.flo", np.full((8, 8, 2), [2.0, -1.0], np.float32))
     out = tmp_path / "v.h5"
-    status, err = run(["pack", str(tmp_path / "frames"), str(out), "--size", "4", "4",
-                       "--flow", str(tmp_path / "flow"), "--no-progress"], capsys)
+    status, err = dfn_main(["pack", str(tmp_path / "frames"), str(out), "--size", "4", "4",
+                       "--flow", str(tmp_path / "flow"), "--no-progress"])
     assert status == 0, err
     with h5py.File(out) as f:
         assert f["flow"].shape == (4, 4, 4, 2)
@@ -140,7 +131,7 @@ def test_pack_flow_for_a_video_folder(tmp_path, capsys):
                                          ("unknown", "every disparity value is unknown"),
                                          ("count", "2 ground-truth files .* for 3 frames"),
                                          ("header", "not a one-channel PFM")])
-def test_pack_refuses_bad_ground_truth_naming_the_file(tmp_path, capsys, fault, match):
+def test_pack_refuses_bad_ground_truth_naming_the_file(tmp_path, dfn_main, fault, match):
     root = write_pair_folders(tmp_path)
     bad = root / "disp" / "1.pfm"
     if fault == "shape":
@@ -153,8 +144,8 @@ def test_pack_refuses_bad_ground_truth_naming_the_file(tmp_path, capsys, fault, 
     else:
         bad.write_bytes(b"P5\n")
     out = tmp_path / "s.h5"
-    status, err = run(["pack", str(root / "left"), str(root / "right"), str(out),
-                       "--disparity", str(root / "disp"), "--no-progress"], capsys)
+    status, err = dfn_main(["pack", str(root / "left"), str(root / "right"), str(out),
+                       "--disparity", str(root / "disp"), "--no-progress"])
     assert status == 2
     line = err.strip().splitlines()[-1]
     assert line.startswith("dfn: error: ") and "disp" in line

@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from datamodules import VideoHDF5DataModule
-from dfn.cli import main
 from dfn.pack import FrameSource, pack
 
 
@@ -19,18 +18,10 @@ def image_folder(folder: Path, n: int, shape=(24, 32, 3), seed: int = 0) -> list
     return frames
 
 
-def run(args: list[str], capsys) -> tuple[int, str]:
-    try:
-        main(args)
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
-    return status, capsys.readouterr().err
 
-
-def test_folder_in_natural_order_with_attributes(tmp_path, capsys):
+def test_folder_in_natural_order_with_attributes(tmp_path, dfn_main):
     frames = image_folder(tmp_path / "frames", 12)
-    status, _ = run(["pack", str(tmp_path / "frames"), str(tmp_path / "v.h5"), "--fps", "25", "--no-progress"], capsys)
+    status, _ = dfn_main(["pack", str(tmp_path / "frames"), str(tmp_path / "v.h5"), "--fps", "25", "--no-progress"])
     assert status == 0
     with h5py.File(tmp_path / "v.h5") as f:
         assert f["frames"].shape == (12, 24, 32, 3) and f["frames"].dtype == np.uint8
@@ -62,27 +53,27 @@ def test_video_file_resized_to_grayscale(tmp_path):
     assert np.all(np.abs(means - (10 + 15 * np.arange(15))) < 4)     # the frames, in order
 
 
-def test_stereo_pair_and_mismatched_lengths_leave_nothing(tmp_path, capsys):
+def test_stereo_pair_and_mismatched_lengths_leave_nothing(tmp_path, dfn_main):
     left, right = image_folder(tmp_path / "left", 6), image_folder(tmp_path / "right", 6, seed=100)
-    status, _ = run(["pack", str(tmp_path / "left"), str(tmp_path / "right"), str(tmp_path / "s.h5"),
-                     "--no-progress"], capsys)
+    status, _ = dfn_main(["pack", str(tmp_path / "left"), str(tmp_path / "right"), str(tmp_path / "s.h5"),
+                     "--no-progress"])
     with h5py.File(tmp_path / "s.h5") as f:
         assert np.array_equal(f["left"][5], left[5]) and np.array_equal(f["right"][5], right[5])
     (tmp_path / "right" / "5.png").unlink()
-    status, err = run(["pack", str(tmp_path / "left"), str(tmp_path / "right"), str(tmp_path / "bad.h5")], capsys)
+    status, err = dfn_main(["pack", str(tmp_path / "left"), str(tmp_path / "right"), str(tmp_path / "bad.h5")])
     assert status == 2 and "differ in length" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["left", "right", "s.h5"]
 
 
-def test_refuses_to_overwrite_and_a_failure_midway_leaves_no_file(tmp_path, capsys):
+def test_refuses_to_overwrite_and_a_failure_midway_leaves_no_file(tmp_path, dfn_main):
     image_folder(tmp_path / "frames", 8)
     out = tmp_path / "v.h5"
-    assert run(["pack", str(tmp_path / "frames"), str(out), "--no-progress"], capsys)[0] == 0
+    assert dfn_main(["pack", str(tmp_path / "frames"), str(out), "--no-progress"])[0] == 0
     before = out.read_bytes()
-    status, err = run(["pack", str(tmp_path / "frames"), str(out)], capsys)
+    status, err = dfn_main(["pack", str(tmp_path / "frames"), str(out)])
     assert status == 2 and "already exists" in err and "--overwrite" in err and out.read_bytes() == before
     (tmp_path / "frames" / "6.png").write_bytes(b"not a png")       # decoding fails at frame 6
-    status, err = run(["pack", str(tmp_path / "frames"), str(out), "--overwrite", "--no-progress"], capsys)
+    status, err = dfn_main(["pack", str(tmp_path / "frames"), str(out), "--overwrite", "--no-progress"])
     assert status == 2 and "6.png: cannot read this image" in err
     assert out.read_bytes() == before                                 # the old file is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "v.h5"]   # no temporary left
@@ -91,20 +82,20 @@ def test_refuses_to_overwrite_and_a_failure_midway_leaves_no_file(tmp_path, caps
 @pytest.mark.parametrize("args,words", [(["missing_dir"], "no such file or folder"),
                                         (["empty"], "no images"),
                                         (["notvideo.txt"], "not a video")])
-def test_bad_sources_are_named(tmp_path, capsys, args, words):
+def test_bad_sources_are_named(tmp_path, dfn_main, args, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notvideo.txt").write_text("hello")
-    status, err = run(["pack", *(str(tmp_path / a) for a in args), str(tmp_path / "o.h5")], capsys)
+    status, err = dfn_main(["pack", *(str(tmp_path / a) for a in args), str(tmp_path / "o.h5")])
     assert status == 2 and words in err and not (tmp_path / "o.h5").exists()
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_a_corrupted_chunk_is_named_by_file_and_frame(tmp_path, capsys, workers):
+def test_a_corrupted_chunk_is_named_by_file_and_frame(tmp_path, dfn_main, workers):
     """pack writes Fletcher-32 checksums: bytes overwritten in the middle of frame 3's chunk are
     caught when it is read (lzf alone decodes them into wrong pixels without a word)."""
     image_folder(tmp_path / "frames", 16, shape=(32, 32, 1))
     packed = tmp_path / "v.h5"
-    assert run(["pack", str(tmp_path / "frames"), str(packed), "--no-progress"], capsys)[0] == 0
+    assert dfn_main(["pack", str(tmp_path / "frames"), str(packed), "--no-progress"])[0] == 0
     with h5py.File(packed) as f:
         assert f["frames"].fletcher32
         chunk = f["frames"].id.get_chunk_info(3)
@@ -114,7 +105,7 @@ def test_a_corrupted_chunk_is_named_by_file_and_frame(tmp_path, capsys, workers)
     config = ["--config", "configs/highway.yaml", "--data.init_args.path", str(packed),
               "--data.init_args.size", "[32, 32]", "--data.init_args.num_workers", str(workers),
               "--data.init_args.test_frames", "[0, 8]", "--data.init_args.train_frames", "[8, 16]"]
-    status, err = run(["test", *config, "--run_dir", str(tmp_path / "run"),
-                       "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"], capsys)
+    status, err = dfn_main(["test", *config, "--run_dir", str(tmp_path / "run"),
+                       "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     assert status == 2
     assert err.strip().splitlines()[-1].startswith(f"dfn: error: {packed}: frame 3 of 'frames' cannot be read")

@@ -222,8 +222,8 @@ def test_a_single_pair_fits_and_tests_on_itself_with_read_out_scores(tmp_path, s
     with h5py.File(stereo_file) as f, h5py.File(single, "w") as g:
         for name in ("left", "right", "disparity"):
             g.create_dataset(name, data=f[name][:1])
-    args = ["--config", str(ROOT / "configs/stereo.yaml"), "--data.init_args.path", str(single),
-            "--data.init_args.test_on_training_frames", "true", "--data.init_args.batch_size", "4",
+    args = ["--config", str(ROOT / "configs/stereo.yaml"), "--config", str(ROOT / "configs/stereo_single_pair.yaml"),
+            "--data.init_args.path", str(single), "--data.init_args.batch_size", "4",
             "--run_dir", str(tmp_path / "run"), *QUIET]
     DfnCLI(args=["fit", *args, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"])
     DfnCLI(args=["test", *args, "--ckpt_path", "last"])
