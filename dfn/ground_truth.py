@@ -23,8 +23,6 @@ import torch.nn.functional as F
 from dfn.errors import ConfigError
 
 FLO_MAGIC = 202021.25
-DISPARITY_SUFFIXES = (".pfm", ".png", ".npy")
-FLOW_SUFFIXES = (".flo", ".npy")
 
 
 class GroundTruthError(ConfigError):
@@ -85,39 +83,46 @@ def write_flo(path: Path, flow: np.ndarray) -> None:
         f.write(np.where(np.isnan(flow), 1e10, flow).astype("<f4").tobytes())
 
 
+def read_kitti_png(path: Path) -> np.ndarray:
+    """A KITTI disparity PNG (16-bit, value / 256, 0 = unknown) -> ``float32 (H, W)``."""
+    from PIL import Image
+    with Image.open(path) as image:
+        values, mode = np.asarray(image), image.mode
+    if values.dtype != np.uint16 and mode not in ("I;16", "I"):
+        raise GroundTruthError(f"{path}: a disparity PNG must be 16-bit (KITTI: value / 256, "
+                               f"0 = unknown); this one is {mode}")
+    values = values.astype(np.float32) / 256.0
+    values[values == 0] = np.nan
+    return values
+
+
+def read_flow_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` flow field ``(H, W, 2)`` ``(dx, dy)`` -> ``float32``, inf and NaN -> NaN."""
+    values = _read_npy(path, 3)
+    if values.shape[-1] != 2:
+        raise GroundTruthError(f"{path}: flow .npy must be (H, W, 2) (dx, dy), got {values.shape}")
+    return values
+
+
+DISPARITY_READERS = {".pfm": read_pfm, ".png": read_kitti_png, ".npy": lambda path: _read_npy(path, 2)}
+FLOW_READERS = {".flo": read_flo, ".npy": read_flow_npy}
+
+
 def read_disparity(path: Path) -> np.ndarray:
     """One disparity map ``float32 (H, W)``, NaN = unknown, by file suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".pfm":
-        return read_pfm(path)
-    if suffix == ".png":
-        from PIL import Image
-        with Image.open(path) as image:
-            values = np.asarray(image)
-        if values.dtype != np.uint16 and image.mode not in ("I;16", "I"):
-            raise GroundTruthError(f"{path}: a disparity PNG must be 16-bit (KITTI: value / 256, "
-                                   f"0 = unknown); this one is {image.mode}")
-        values = values.astype(np.float32) / 256.0
-        values[values == 0] = np.nan
-        return values
-    if suffix == ".npy":
-        return _read_npy(path, 2)
-    raise GroundTruthError(f"{path}: unknown disparity format {suffix!r}; use {', '.join(DISPARITY_SUFFIXES)}")
+    return _read_by_suffix(Path(path), DISPARITY_READERS, "disparity")
 
 
 def read_flow(path: Path) -> np.ndarray:
     """One flow field ``float32 (H, W, 2)`` ``(dx, dy)``, NaN = unknown, by file suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".flo":
-        return read_flo(path)
-    if suffix == ".npy":
-        values = _read_npy(path, 3)
-        if values.shape[-1] != 2:
-            raise GroundTruthError(f"{path}: flow .npy must be (H, W, 2) (dx, dy), got {values.shape}")
-        return values
-    raise GroundTruthError(f"{path}: unknown flow format {suffix!r}; use {', '.join(FLOW_SUFFIXES)}")
+    return _read_by_suffix(Path(path), FLOW_READERS, "flow")
+
+
+def _read_by_suffix(path: Path, readers: dict, kind: str) -> np.ndarray:
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise GroundTruthError(f"{path}: unknown {kind} format {path.suffix!r}; use {', '.join(readers)}")
+    return reader(path)
 
 
 def _read_npy(path: Path, ndim: int) -> np.ndarray:
@@ -132,6 +137,9 @@ def _read_npy(path: Path, ndim: int) -> np.ndarray:
     values = values.astype(np.float32)
     values[~np.isfinite(values)] = np.nan
     return values
+
+
+DISPARITY_SUFFIXES, FLOW_SUFFIXES = tuple(DISPARITY_READERS), tuple(FLOW_READERS)
 
 
 def ground_truth_files(path: Path, suffixes: Sequence[str], count: Optional[int]) -> list[Path]:

@@ -268,7 +268,8 @@ def test_committed_checkpoint_reads_out_the_digits_motion(tmp_path):
     true motion on 64 generated test sequences: an independent measurement found about 1.05 px at
     the first predicted frame against 3.54 px for "no motion"."""
     args = ["test", "--config", str(ROOT / "configs/moving_mnist.yaml"), "--run_dir", str(tmp_path / "run"),
-            "--data.init_args.test_sequences", "64", "--data.init_args.cache_dir", str(tmp_path / "cache"),
+            "--data.init_args.test_sequences", "64", "--data.init_args.test_digit_counts", "[2]",
+            "--data.init_args.cache_dir", str(tmp_path / "cache"),
             "--ckpt_path", str(ROOT / "results/checkpoints/moving_mnist_dfn_h100_step3920.ckpt"),
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     DfnCLI(args=args)
