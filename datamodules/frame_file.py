@@ -90,10 +90,10 @@ class FrameTransform:
                               **({} if shrink else {"align_corners": False}))
         return x.clamp_(0, 1)
 
-    def truth(self, values: np.ndarray, crop: Optional[Sequence[int]] = None) -> Tensor:
+    def truth(self, values: np.ndarray) -> Tensor:
         """Ground truth ``(T, H, W)`` or ``(T, H, W, 2)`` through the same crop and resize as the
         frames (values rescaled, :func:`dfn.ground_truth.resize_field`)."""
-        return resize_field(torch.from_numpy(np.asarray(values)), self.crop if crop is None else crop, self.size)
+        return resize_field(torch.from_numpy(np.asarray(values)), self.crop, self.size)
 
 
 GROUND_TRUTH = {("frames",): "flow", ("left", "right"): "disparity"}
@@ -171,21 +171,21 @@ class FrameFile:
         (``crop``: see :meth:`FrameTransform.__call__`)."""
         return [self.transform(frames, crop) for frames in self._read(self.names, start, stop)]
 
-    def read_truth(self, start: int, stop: int, crop: Optional[Sequence[int]] = None) -> Tensor:
+    def read_truth(self, start: int, stop: int) -> Tensor:
         """Ground truth of frames ``start:stop``: ``(T, h, w)`` or ``(T, h, w, 2)``, NaN = unknown."""
-        return self.transform.truth(self._read((self.truth,), start, stop)[0], crop)
+        return self.transform.truth(self._read((self.truth,), start, stop)[0])
 
     def _read(self, names: Sequence[str], start: int, stop: int) -> list[np.ndarray]:
         try:
             return [self.handle[name][start:stop] for name in names]
         except (OSError, RuntimeError) as error:  # a damaged chunk shows up only when read
-            raise FrameFileError(f"{self.path}: {self._damaged(start, stop)} cannot be read ({error}); "
+            raise FrameFileError(f"{self.path}: {self._damaged(names, start, stop)} cannot be read ({error}); "
                                  "the file is truncated or corrupt: pack it again") from error
 
-    def _damaged(self, start: int, stop: int) -> str:
+    def _damaged(self, names: Sequence[str], start: int, stop: int) -> str:
         """The first frame of ``start:stop`` that fails to read, e.g. ``frame 3 of 'left'``
         (a checksum mismatch in files packed with Fletcher-32, or a truncated chunk)."""
-        for name in self.names:
+        for name in names:
             for index in range(start, stop):
                 try:
                     self.handle[name][index]

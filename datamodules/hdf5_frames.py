@@ -120,15 +120,13 @@ class HDF5DataModule(StreamDataModule):
     def _train_batch(self, generator: torch.Generator) -> Batch:
         last_start = self.train_range.stop - self.sample_frames
         starts = torch.randint(self.train_range.start, last_start + 1, (self.batch_size,), generator=generator)
-        if self.augment is None:
-            samples = self._samples(starts.tolist())
-            return {"frames": torch.stack([samples[i]["frames"] for i in range(len(samples))]), "index": starts}
         region = self.source.transform.region(self.source.frame_shape)
         frames = []
         for start in starts.tolist():           # ground truth is not read: training never sees it
-            sample = draw(self.augment, generator, region, self.source.transform.size)
-            views = self.source.read(start, start + self.sample_frames, sample.crop)
-            frames.append(apply(sample, torch.cat(views))[0])
+            sample = None if self.augment is None else draw(self.augment, generator, region,
+                                                            self.source.transform.size)
+            views = torch.cat(self.source.read(start, start + self.sample_frames, sample and sample.crop))
+            frames.append(views if sample is None else apply(sample, views)[0])
         return {"frames": torch.stack(frames), "index": starts}
 
     def _samples(self, starts: Sequence[int]) -> FrameSamples:
