@@ -2,12 +2,14 @@
 
 Prints JSON. For each (C, kernel): forward and forward+backward median times, bytes autograd saves
 for backward, and the op's bandwidth lower bound (bytes it must read and write / measured copy
-bandwidth) with each implementation's ratio to it. Implementations: ``unfold_reference``,
-``ours_fused`` (the C kernel, the default on CPU), the two pure-PyTorch paths ``ours_loop`` (one
-multiply-accumulate per tap; the CPU's fallback) and ``ours_blocks`` (row blocks, few kernel
-launches; the default on CUDA), and with ``--compile`` the reference and both paths under
-``torch.compile``. ``--device cuda`` times the GPU (the fused C kernel is CPU-only, so it is left
-out there).
+bandwidth) with each implementation's ratio to it. Implementations: ``unfold_reference`` and
+``ours_<backend>`` for each backend of :mod:`dfn.ops.backends` that runs on the device: ``c``
+(the C kernel, the CPU default), ``loop`` (one multiply-accumulate per tap), ``blocks`` (row
+blocks, few launches; the CUDA default) and ``triton`` (where the triton package is installed: on
+CUDA, or on the CPU under ``TRITON_INTERPRET=1``, which checks the script, not the speed); with
+``--compile`` also the reference and the portable backends under ``torch.compile``. ``--softmax``
+passes logits (the models' case; the Triton kernel normalises them inside). (Results before the
+backends existed call the C kernel ``ours_fused``.)
 
     python benchmarks/ops.py                      # B=16, 64x64, C in {1, 3}, 9x9 / 11x11 / 13x1
     python benchmarks/ops.py --compile            # also torch.compile'd variants (slow to compile)
@@ -24,7 +26,7 @@ from typing import Callable
 import torch
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
-from dfn.ops.local_filter import portable_path
+from dfn.ops.backends import resolve
 from dfn.profiling import copy_bandwidth, median_seconds, saved_tensor_bytes
 
 Op = Callable[..., torch.Tensor]
@@ -36,13 +38,19 @@ def bound_bytes(x: torch.Tensor, f: torch.Tensor) -> dict[str, int]:
     return {"forward": 2 * x.nbytes + f.nbytes, "forward_backward": 5 * x.nbytes + 3 * f.nbytes}
 
 
-def measure(op: Op, fused: bool, portable: str, x: torch.Tensor, f: torch.Tensor,
-            kernel: tuple[int, int], repeats: int) -> dict:
-    with cpu_kernel.fused(fused), portable_path(portable):
-        return _measure(op, x, f, kernel, repeats)
+def runs_here(backend: str, device: torch.device) -> bool:
+    """Whether ``backend`` can run the shared form on ``device``."""
+    try:
+        return resolve(backend, torch.zeros(1, device=device), shared=True) == backend
+    except ValueError:
+        return False
 
 
-def _measure(op: Op, x: torch.Tensor, f: torch.Tensor, kernel: tuple[int, int], repeats: int) -> dict:
+def with_options(op: Op, **options) -> Op:
+    return lambda x, f, kernel: op(x, f, kernel, **options)
+
+
+def measure(op: Op, x: torch.Tensor, f: torch.Tensor, kernel: tuple[int, int], repeats: int) -> dict:
     x, f = x.detach().requires_grad_(), f.detach().requires_grad_()
     dout = torch.randn_like(x)
 
@@ -65,24 +73,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--softmax", action="store_true", help="filters are logits (as in the models)")
+    parser.add_argument("--kernels", default="9x9,11x11,13x1", help="comma-separated KHxKW")
     args = parser.parse_args()
     device = torch.device(args.device)
+    kernels = [tuple(int(k) for k in item.split("x")) for item in args.kernels.split(",")]
     torch.manual_seed(0)
 
-    implementations: dict[str, tuple[Op, bool, str]] = {  # name: (op, fused kernel on, portable path)
-        "unfold_reference": (local_filter_reference, False, "loop"),
-        "ours_fused": (dynamic_local_filter, True, "loop"),
-        "ours_loop": (dynamic_local_filter, False, "loop"),
-        "ours_blocks": (dynamic_local_filter, False, "blocks")}
-    if device.type != "cpu":
-        del implementations["ours_fused"]                       # the C kernel is CPU-only
+    reference = with_options(local_filter_reference, softmax=args.softmax)
+    implementations: dict[str, Op] = {"unfold_reference": reference}
+    for backend in ("c", "loop", "blocks", "triton"):
+        if runs_here(backend, device):
+            implementations[f"ours_{backend}"] = with_options(
+                dynamic_local_filter, softmax=args.softmax, backend=backend)
     if args.compile:  # one compilation per (shape, grad mode, path): past dynamo's default of 8
         torch._dynamo.config.recompile_limit = 64
-        implementations["unfold_reference_compiled"] = (
-            torch.compile(local_filter_reference, dynamic=False), False, "loop")
-        for portable in ("loop", "blocks"):
-            implementations[f"ours_{portable}_compiled"] = (
-                torch.compile(dynamic_local_filter, dynamic=False), False, portable)
+        implementations["unfold_reference_compiled"] = torch.compile(reference, dynamic=False)
+        for backend in ("loop", "blocks", "triton"):
+            if runs_here(backend, device):
+                implementations[f"ours_{backend}_compiled"] = torch.compile(
+                    implementations[f"ours_{backend}"], dynamic=False)
 
     bandwidth = copy_bandwidth(device=device)
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -90,18 +100,18 @@ def main() -> None:
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "fused_kernel_built": cpu_kernel.library() is not None,
                           "copy_bandwidth_GBps": bandwidth / 1e9},
-              "dtype": "float32", "batch": args.batch, "height": args.size, "width": args.size,
+              "dtype": "float32", "softmax": args.softmax, "batch": args.batch, "height": args.size, "width": args.size,
               "repeats": args.repeats, "statistic": "median", "cases": []}
     for channels in (1, 3):
-        for kernel in ((9, 9), (11, 11), (13, 1)):
+        for kernel in kernels:
             x = torch.randn(args.batch, channels, args.size, args.size, device=device)
             f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size, device=device)
             bound = {k: v / bandwidth * 1e3 for k, v in bound_bytes(x, f).items()}
             case = {"channels": channels, "kernel": list(kernel),
                     "input_plus_filter_bytes": x.nbytes + f.nbytes,
                     "bound_ms": {"forward": bound["forward"], "forward_backward": bound["forward_backward"]}}
-            for name, (op, fused, portable) in implementations.items():
-                result = measure(op, fused, portable, x, f, kernel, args.repeats)
+            for name, op in implementations.items():
+                result = measure(op, x, f, kernel, args.repeats)
                 result["forward_backward_over_bound"] = result["forward_backward_ms"] / bound["forward_backward"]
                 case[name] = result
             ref_ms = case["unfold_reference"]["forward_backward_ms"]
@@ -110,8 +120,7 @@ def main() -> None:
             report["cases"].append(case)
     print(json.dumps(report, indent=2))
     if device.type == "cpu" and not report["machine"]["fused_kernel_built"]:
-        print("warning: the fused kernel was not built; ours_fused ran the portable path",
-              file=sys.stderr)
+        print("warning: the C kernel was not built, so ours_c is missing", file=sys.stderr)
 
 
 if __name__ == "__main__":

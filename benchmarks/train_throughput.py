@@ -6,6 +6,8 @@ then ``steps`` timed ones at the same batch size; iterations/s, seconds/iteratio
 ``--profile`` adds where the time of one DFN step goes (torch.profiler, top operators);
 ``--compile [MODE]`` adds each model again with ``--model.init_args.compile MODE`` (torch.compile of the
 predictor; the compilation happens in the warm-up steps, which are timed separately).
+``--backend B`` runs the DFN's dynamic filtering on backend ``B`` (:mod:`dfn.ops.backends`);
+``--models dfn`` leaves the baseline out.
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
@@ -52,8 +54,10 @@ def step(model, optimizer, batch, autocast: torch.autocast) -> None:
 
 
 def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: str,
-            device: torch.device, precision: str) -> dict:
-    model, batch = build(MODELS[name], batch_size, compile, device)
+            device: torch.device, precision: str, backend: str) -> dict:
+    config = MODELS[name] + (["--model.init_args.predictor.init_args.backend", backend]
+                             if name == "dfn" else [])
+    model, batch = build(config, batch_size, compile, device)
     model.log = lambda *a, **k: None                    # no trainer attached
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -67,7 +71,7 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
         step(model, optimizer, batch, autocast)
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    result = {"model": name, "compiled": {"false": False, "true": True}.get(compile, compile),
+    result = {"model": name, "backend": backend if name == "dfn" else None, "compiled": {"false": False, "true": True}.get(compile, compile),
               "precision": precision, "warmup_steps": warmup,
               "warmup_seconds": warmup_seconds, "parameters": sum(p.numel() for p in model.parameters()),
               "batch_size": batch_size, "timed_steps": steps, "seconds_per_iteration": seconds,
@@ -117,20 +121,22 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32",
                         help="32 (float32; TF32 convolutions on NVIDIA GPUs) or bf16 autocast")
+    parser.add_argument("--backend", default="auto", help="the DFN's dynamic filtering backend")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS))
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process
     parser.add_argument("--compiled", default="false", help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.batch_size, args.warmup, args.steps,
                                  args.profile and args.only == "dfn" and args.compiled == "false", args.compiled,
-                                 torch.device(args.device), args.precision)))
+                                 torch.device(args.device), args.precision, args.backend)))
         return
     results = []
     for compiled in (["false", args.compile] if args.compile else ["false"]):
-        for name in MODELS:
+        for name in args.models.split(","):
             cmd = [sys.executable, __file__, "--only", name, "--batch_size", str(args.batch_size),
                    "--warmup", str(args.warmup), "--steps", str(args.steps),
-                   "--device", args.device, "--precision", args.precision]
+                   "--device", args.device, "--precision", args.precision, "--backend", args.backend]
             cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))

@@ -4,20 +4,26 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference, tap_blocks
-from dfn.errors import ConfigError
-from dfn.ops.local_filter import portable_path
 from dfn.profiling import saved_tensor_bytes
 
 KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4), (2, 5)]
 f64 = torch.float64
 
 
-@pytest.fixture(params=["fused", "loop", "blocks"])
-def path(request):
-    """Run a test on the fused C kernel and on both pure-PyTorch paths (tap loop, row blocks)."""
-    fused = request.param == "fused"
-    with cpu_kernel.fused(fused), portable_path(None if fused else request.param):
-        yield request.param
+@pytest.fixture(params=["c", "loop", "blocks"])
+def backend(request):
+    """Run a test on the fused C kernel and on both pure-PyTorch paths (tap loop, row blocks);
+    the C kernel runs the shared form only, and only where a compiler built it."""
+    if request.param == "c" and cpu_kernel.library() is None:
+        pytest.skip("backend 'c' needs a C compiler ($CC or cc); none built the kernel here")
+    return request.param
+
+
+def filter_on(backend, x, f, kernel, **kwargs):
+    """``dynamic_local_filter`` on ``backend``, or on "auto" for the general form under "c"."""
+    shared = f.ndim == 4
+    return dynamic_local_filter(x, f, kernel, backend=backend if shared or backend != "c"
+                                else "auto", **kwargs)
 
 
 def make(B, C, H, W, kernel, n=None, dtype=f64, requires_grad=False):
@@ -31,17 +37,17 @@ def make(B, C, H, W, kernel, n=None, dtype=f64, requires_grad=False):
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("C,n", [(1, None), (3, None), (1, 2), (3, 2)])
 @pytest.mark.parametrize("softmax", [False, True])
-def test_matches_unfold_reference(kernel, C, n, softmax, path):
+def test_matches_unfold_reference(kernel, C, n, softmax, backend):
     x, f = make(2, C, 12, 10, kernel, n)
     bias = torch.randn(2, C, 12, 10, dtype=f64)
-    ours = dynamic_local_filter(x, f, kernel, softmax=softmax, bias=bias)
+    ours = filter_on(backend, x, f, kernel, softmax=softmax, bias=bias)
     ref = local_filter_reference(x, f, kernel, softmax=softmax, bias=bias)
     assert ours.shape == ((2, C, 12, 10) if n is None else (2, n, 12, 10))
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernel", [(4, 4), (3, 2), (9, 9)])
-def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel, path):
+def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel, backend):
     """A one-hot filter at tap (u, v) reads pixel (y + u - kh//2, x + v - kw//2), zero outside."""
     kh, kw = kernel
     x = torch.arange(2 * 8 * 7, dtype=f64).view(1, 2, 8, 7)
@@ -52,7 +58,7 @@ def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel, path):
         expected = torch.zeros_like(x)
         ys, xs = slice(max(0, -dy), 8 - max(0, dy)), slice(max(0, -dx), 7 - max(0, dx))
         expected[..., ys, xs] = x[..., max(0, dy):8 + min(0, dy), max(0, dx):7 + min(0, dx)]
-        assert torch.equal(dynamic_local_filter(x, f, kernel), expected), (u, v)
+        assert torch.equal(filter_on(backend, x, f, kernel), expected), (u, v)
 
 
 def test_softmax_filters_preserve_a_constant_image_away_from_borders():
@@ -73,40 +79,39 @@ GRAD_CASES = [  # (kernel, B, C, H, W, n, softmax, bias_channels)
 
 
 @pytest.mark.parametrize("kernel,B,C,H,W,n,softmax,bias_channels", GRAD_CASES)
-def test_gradcheck_float64(kernel, B, C, H, W, n, softmax, bias_channels, path):
+def test_gradcheck_float64(kernel, B, C, H, W, n, softmax, bias_channels, backend):
     x, f = make(B, C, H, W, kernel, n, requires_grad=True)
     inputs = [x, f]
     if bias_channels:
         inputs.append(torch.randn(B, bias_channels, H, W, dtype=f64, requires_grad=True))
 
     def op(x, f, *bias):
-        return dynamic_local_filter(x, f, kernel, softmax=softmax, bias=bias[0] if bias else None)
+        return filter_on(backend, x, f, kernel, softmax=softmax, bias=bias[0] if bias else None)
 
     assert gradcheck(op, inputs)
     assert gradgradcheck(op, inputs)
 
 
-def test_gradcheck_non_contiguous_inputs(path):
+def test_gradcheck_non_contiguous_inputs(backend):
     """x transposed in memory, filters a channel slice of a larger generator output."""
     x = torch.randn(2, 3, 7, 6, dtype=f64).transpose(-1, -2).requires_grad_()   # (2, 3, 6, 7)
     theta = torch.randn(2, 7, 6, 9 + 2, dtype=f64).permute(0, 3, 2, 1)           # (2, 11, 6, 7)
     f = theta[:, 1:10].requires_grad_()
     assert not x.is_contiguous() and not f.is_contiguous()
-    assert gradcheck(lambda x, f: dynamic_local_filter(x, f, 3), (x, f))
+    assert gradcheck(lambda x, f: filter_on(backend, x, f, 3), (x, f))
     ref = local_filter_reference(x, f, 3)
-    torch.testing.assert_close(dynamic_local_filter(x, f, 3), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(filter_on(backend, x, f, 3), ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n", [None, 2])
-@pytest.mark.parametrize("portable", ["loop", "blocks"])
-def test_half_precision_accumulates_in_float32(dtype, n, portable):
+@pytest.mark.parametrize("backend", ["loop", "blocks"])
+def test_half_precision_accumulates_in_float32(dtype, n, backend):
     """Output error stays within about one rounding of the output (an accumulation in bf16/fp16
     over 81 taps would drift several units in the last place)."""
     x, f = make(2, 3, 16, 16, (9, 9), n, dtype=dtype, requires_grad=True)
     f.data.mul_(0.1)
-    with portable_path(portable):
-        out = dynamic_local_filter(x, f, 9)
+    out = dynamic_local_filter(x, f, 9, backend=backend)
     assert out.dtype == dtype
     x64, f64_ = x.detach().double().requires_grad_(), f.detach().double().requires_grad_()
     ref = local_filter_reference(x64, f64_, 9)
@@ -114,8 +119,7 @@ def test_half_precision_accumulates_in_float32(dtype, n, portable):
     err = (out.double() - ref).abs()
     assert (err <= eps * ref.abs() + eps * 1e-2 * ref.abs().max()).all(), err.max()
     g = torch.randn_like(ref)
-    with portable_path(portable):
-        out.backward(g.to(dtype))
+    out.backward(g.to(dtype))
     ref.backward(g.to(dtype).double())
     for ours, exact in ((x.grad, x64.grad), (f.grad, f64_.grad)):
         assert ours.dtype == dtype
@@ -130,9 +134,9 @@ def test_mixed_dtypes_promote():
 
 
 @pytest.mark.parametrize("softmax", [False, True])
-def test_saves_only_input_and_filters(softmax, path):
+def test_saves_only_input_and_filters(softmax, backend):
     x, f = make(2, 3, 16, 16, (9, 9), dtype=torch.float32, requires_grad=True)
-    saved = saved_tensor_bytes(lambda: dynamic_local_filter(x, f, 9, softmax=softmax))
+    saved = saved_tensor_bytes(lambda: dynamic_local_filter(x, f, 9, softmax=softmax, backend=backend))
     assert saved <= x.nbytes + f.nbytes
     unfold_saved = saved_tensor_bytes(lambda: local_filter_reference(x, f, 9, softmax=softmax))
     assert unfold_saved > 3 * x.nbytes + f.nbytes               # the buffer we avoid
@@ -144,22 +148,19 @@ def test_row_blocks_split_anywhere_and_agree_with_the_tap_loop(C, n, rows, monke
     """The row-block path splits the tap rows into blocks whose product stays under a budget (and
     under the filters' own size: C > 1 splits by itself); every split gives the tap loop's values
     and gradients."""
-    def run(path):
+    def run(backend):
         torch.manual_seed(0)
         x, f = make(1, C, 12, 10, (5, 5), n, requires_grad=True)
-        with portable_path(path):
-            out = dynamic_local_filter(x, f, 5)
-            out.backward(torch.ones_like(out))
+        out = dynamic_local_filter(x, f, 5, backend=backend)
+        out.backward(torch.ones_like(out))
         return out, x.grad, f.grad
 
     row_elements = (n or 1) * C * 5 * 12 * 10                  # one tap row of the product
     monkeypatch.setattr(tap_blocks, "BLOCK_ELEMENTS", rows * row_elements)
-    with cpu_kernel.fused(False):
-        for a, b in zip(run("blocks"), run("loop")):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-        x, f = make(1, C, 6, 5, (5, 3), n, requires_grad=True)
-        with portable_path("blocks"):
-            assert gradgradcheck(lambda x, f: dynamic_local_filter(x, f, (5, 3)), (x, f))
+    for a, b in zip(run("blocks"), run("loop")):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    x, f = make(1, C, 6, 5, (5, 3), n, requires_grad=True)
+    assert gradgradcheck(lambda x, f: dynamic_local_filter(x, f, (5, 3), backend="blocks"), (x, f))
 
 
 def test_row_blocks_never_exceed_the_filters_size():
@@ -170,11 +171,11 @@ def test_row_blocks_never_exceed_the_filters_size():
     assert tap_blocks._row_blocks(1, row_elements=3 * 13, filter_elements=13) == [slice(0, 1)]
 
 
-def aten_calls(kernel: tuple[int, int], path: str) -> int:
-    """ATen operator calls of one forward + backward of a pure-PyTorch path."""
+def aten_calls(kernel: tuple[int, int], backend: str) -> int:
+    """ATen operator calls of one forward + backward of a pure-PyTorch backend."""
     x, f = make(2, 1, 16, 16, kernel, dtype=torch.float32, requires_grad=True)
-    with cpu_kernel.fused(False), portable_path(path), torch.profiler.profile() as prof:
-        dynamic_local_filter(x, f, kernel, softmax=True).sum().backward()
+    with torch.profiler.profile() as prof:
+        dynamic_local_filter(x, f, kernel, softmax=True, backend=backend).sum().backward()
     return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
@@ -185,27 +186,36 @@ def test_row_block_calls_do_not_grow_with_the_taps():
     assert aten_calls((11, 11), "loop") > 10 * aten_calls((3, 3), "blocks")
 
 
-def test_default_portable_path_is_the_loop_on_the_cpu():
-    x, f = make(1, 1, 8, 8, (3, 3))
-    with cpu_kernel.fused(False), torch.profiler.profile() as prof:
-        dynamic_local_filter(x, f, 3)
-    assert any(e.key == "aten::addcmul_" for e in prof.key_averages())
-    with pytest.raises(ValueError, match="one of"):
-        with portable_path("unfold"):
-            pass
+def ops_run(x, f, backend) -> set[str]:
+    with torch.profiler.profile() as prof:
+        dynamic_local_filter(x, f, 3, backend=backend)
+    return {e.key for e in prof.key_averages()}
 
 
-def test_portable_path_from_the_environment(monkeypatch):
+def test_auto_backend_is_c_then_loop_on_the_cpu():
+    """"auto" on the CPU: the C kernel for the shared form in float32/64 (no ATen multiply-add at
+    all), the tap loop for the general form and for half precision (addcmul per tap)."""
     x, f = make(1, 1, 8, 8, (3, 3))
-    monkeypatch.setenv("DFN_PORTABLE_PATH", "blocks")
-    with cpu_kernel.fused(False), torch.profiler.profile() as prof:
-        dynamic_local_filter(x, f, 3)
-    assert not any(e.key == "aten::addcmul_" for e in prof.key_averages())
-    monkeypatch.setenv("DFN_PORTABLE_PATH", "fast")
-    message = r"DFN_PORTABLE_PATH must be one of \['blocks', 'loop'\], got 'fast'"
-    for fused in (False, True):                                # refused even where C runs
-        with cpu_kernel.fused(fused), pytest.raises(ConfigError, match=message):
-            dynamic_local_filter(x.float(), f.float(), 3)
+    if cpu_kernel.library() is not None:
+        assert "aten::addcmul_" not in ops_run(x, f, "auto")
+    assert "aten::addcmul_" in ops_run(x, f, "loop")
+    assert "aten::addcmul_" in ops_run(x.bfloat16(), f.bfloat16(), "auto")
+    assert "aten::addcmul_" in ops_run(x, f.view(1, 1, 1, 9, 8, 8), "auto")
+    assert "aten::addcmul_" not in ops_run(x, f, "blocks")
+
+
+@pytest.mark.parametrize("backend,form,match", [
+    ("fast", "shared", r"backend must be one of \['auto', 'c', 'loop', 'blocks', 'triton'\], got 'fast'"),
+    ("c", "general", r"backend 'c' runs filters shared across channels only"),
+    ("triton", "general", r"backend 'triton' runs filters shared across channels only"),
+    ("c", "half", r"backend 'c' runs float32/float64 CPU tensors .*got torch.bfloat16 on cpu"),
+])
+def test_a_backend_that_cannot_run_is_refused(backend, form, match):
+    x, f = make(1, 2, 8, 8, (3, 3), n=1 if form == "general" else None)
+    if form == "half":
+        x, f = x.bfloat16(), f.bfloat16()
+    with pytest.raises(ValueError, match=match):
+        dynamic_local_filter(x, f, 3, backend=backend)
 
 
 @pytest.mark.parametrize("x_shape,f_shape,kernel,match", [

@@ -69,10 +69,10 @@ def test_cached_test_set_is_atomic_and_checked(tmp_path):
         cached_sequences(tmp_path / "set.npy", {**meta, "seed": 2}, make)
 
 
-def tiny_predictor(size=32):
+def tiny_predictor(size=32, backend="auto"):
     net = EncoderDecoder(encoder=[4, 8], encoder_strides=[1, 2], decoder=[8], upsampled=[4],
                          head=[8, 9], image_size=size)
-    return DynamicFilterPredictor(net, kernel_size=3)
+    return DynamicFilterPredictor(net, kernel_size=3, backend=backend)
 
 
 def test_predictor_shapes_and_feedback():
@@ -87,19 +87,16 @@ def test_predictor_shapes_and_feedback():
 def test_dfn_rollout_traces_as_one_graph_on_the_gpu_path():
     """On the row-block path (the GPU default) torch.compile captures the whole recurrent rollout,
     op forward and backward included, without a graph break; values and gradients stay eager's."""
-    from dfn.ops import cpu_kernel
-    from dfn.ops.local_filter import portable_path
     torch.manual_seed(0)
-    predictor = tiny_predictor()
+    predictor = tiny_predictor(backend="blocks")                # as on a GPU
     observed = torch.rand(2, 3, 1, 32, 32)
     compiled = torch.compile(predictor, fullgraph=True, backend="aot_eager")
     results = []
-    with cpu_kernel.fused(False), portable_path("blocks"):      # as on a GPU
-        for run in (predictor, compiled):
-            predictor.zero_grad()
-            prediction, _ = run(observed, 2)
-            prediction.square().sum().backward()
-            results.append([prediction, *(p.grad.clone() for p in predictor.parameters())])
+    for run in (predictor, compiled):
+        predictor.zero_grad()
+        prediction, _ = run(observed, 2)
+        prediction.square().sum().backward()
+        results.append([prediction, *(p.grad.clone() for p in predictor.parameters())])
     for eager, traced in zip(*results):
         torch.testing.assert_close(traced, eager)
 

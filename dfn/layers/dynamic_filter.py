@@ -14,9 +14,9 @@ from torch import Tensor, nn
 
 from dfn.errors import ConfigError
 
-from dfn.ops import dynamic_conv, dynamic_local_filter, kernel_hw
-from dfn.ops.separable import separable_filters
+from dfn.ops import BACKENDS, dynamic_conv, dynamic_local_filter, kernel_hw
 from dfn.ops.geometry import KernelSize
+from dfn.ops.separable import separable_filters
 
 
 class _FilterLayout(nn.Module):
@@ -101,15 +101,19 @@ class DynamicLocalFilter(_FilterLayout):
     is added to ``x (B, C, H, W)`` before filtering. With ``separable=True`` each filter is a
     vertical ``kh`` and a horizontal ``kw`` filter (their outer product, see
     :func:`dfn.ops.separable_local_filter`), so ``theta`` carries ``kh + kw`` taps per filter.
+    ``backend`` picks the op's implementation (:mod:`dfn.ops.backends`; ``"auto"`` by default).
     Output: ``(B, C, H, W)`` (shared) or ``(B, n_filters, H, W)`` (general).
     """
 
     def __init__(self, kernel_size: KernelSize, *, softmax: bool = False, bias_channels: int = 0,
                  separable: bool = False, n_filters: Optional[int] = None,
-                 in_channels: Optional[int] = None) -> None:
+                 in_channels: Optional[int] = None, backend: str = "auto") -> None:
         super().__init__(kernel_size, softmax=softmax, bias_channels=bias_channels,
                          n_filters=n_filters, in_channels=in_channels)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.separable = separable
+        self.backend = backend
 
     @property
     def taps_per_filter(self) -> int:
@@ -152,18 +156,24 @@ class DynamicLocalFilter(_FilterLayout):
             parts.append(part)
         return torch.cat(parts + [torch.zeros(self.bias_channels)])
 
-    def filter_with(self, x: Tensor, filters: Tensor, bias: Optional[Tensor]) -> Tensor:
-        """Apply filters and bias from :meth:`split` to ``x (B, C, H, W)``."""
-        return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias)
-
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        """``x (B, C, H, W)`` filtered with ``theta (B, theta_channels, H, W)``'s filters and bias.
+
+        Softmax logits go to the op as they are (a fused backend normalises them itself); the
+        result equals filtering with :meth:`split`'s filters."""
         if theta.ndim != 4 or theta.shape[0] != x.shape[0] or theta.shape[2:] != x.shape[2:]:
             raise ValueError(f"theta must be (B, {self.theta_channels}, H, W) matching x "
                              f"{tuple(x.shape)}; got {tuple(theta.shape)}")
-        return self.filter_with(x, *self.split(theta))
+        if self.separable:
+            filters, bias = self.split(theta)
+            return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias,
+                                        backend=self.backend)
+        filters, bias = self._split(theta)
+        return dynamic_local_filter(x, filters, (self.kh, self.kw), softmax=self.softmax,
+                                    bias=bias, backend=self.backend)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", separable={self.separable}"
+        return super().extra_repr() + f", separable={self.separable}, backend={self.backend!r}"
 
 
 class DynamicConv(_FilterLayout):

@@ -13,102 +13,58 @@ Two layouts (DESIGN.md), ``T = kh * kw`` taps in row-major order ``t = u * kw + 
 
 Zero padding, same output size; the anchor of even sizes is described in :mod:`dfn.ops.geometry`.
 
-How it runs: the fused C kernel (:mod:`dfn.ops.cpu_kernel`) for the shared form on float32/64
-CPU tensors, else a pure-PyTorch path: :mod:`dfn.ops.tap_loop` (one multiply-accumulate per tap,
-in cache) on the CPU, :mod:`dfn.ops.tap_blocks` (a few broadcast multiplies and reductions per
-call, few kernel launches) on CUDA GPUs. The autograd graph saves only ``x`` and ``filters``; the
-``B*C*kh*kw*H*W`` unfold buffer is never kept. The two gradients are the same bilinear map with
-its roles swapped (``dfilters = grad_filters(x, dout)``: a per-pixel reduction over channels;
-``dx = grad_input(filters, dout)``: ``filters * dout`` scattered back into the shifted windows).
-Each of the three maps is differentiable through the other two, so double backward works.
+How it runs: one of the backends of :mod:`dfn.ops.backends`, chosen by ``backend`` ("auto":
+the fused C kernel on the CPU, the row blocks on CUDA). For ``"c"``, ``"loop"`` and ``"blocks"``
+the autograd graph saves only ``x`` and ``filters``; the ``B*C*kh*kw*H*W`` unfold buffer is never
+kept. The two gradients are the same bilinear map with its roles swapped (``dfilters =
+grad_filters(x, dout)``: a per-pixel reduction over channels; ``dx = grad_input(filters, dout)``:
+``filters * dout`` scattered back into the shifted windows). Each of the three maps is
+differentiable through the other two, so double backward works. ``"triton"`` is one custom op
+with the softmax and the bias inside (first-order gradients).
 
 Precision: inputs and outputs keep their dtype; float16 / bfloat16 accumulate in float32 and are
 rounded once at the end (so the error is about one rounding of the output, not one per tap).
 """
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-from types import ModuleType
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from dfn.errors import ConfigError
-from dfn.ops import cpu_kernel, tap_blocks, tap_loop
+from dfn.ops import backends, cpu_kernel, tap_blocks, tap_loop
 from dfn.ops.geometry import KernelSize, kernel_hw
 
 # Canonical internal layout, shared by both public forms:
 #   x (B, C, H, W); filters f7 (B, N, Cf, kh, kw, H, W); out / dout g5 (B, N, Co, H, W)
 #   shared form: N = 1, Cf = 1, Co = C    general form: N = n, Cf = C, Co = 1
 # Cf and Co are always {1, C} in some order, so `f * g` broadcasts to (B, C, H, W).
-# Three implementations compute the same values: one filter for all channels (N = Cf = 1) on
-# float32/64 CPU tensors runs the fused C kernels of `cpu_kernel`; everything else runs a portable
-# path, `tap_blocks` on CUDA GPUs and `tap_loop` everywhere else (`$DFN_PORTABLE_PATH=loop|blocks`
-# or `portable_path` overrides this).
-
-PORTABLE_PATHS = {"loop": tap_loop, "blocks": tap_blocks}
-_forced_portable: Optional[str] = None
+# The "c" backend runs the shared form only (N = Cf = 1); "loop" and "blocks" run everything.
+PORTABLE = {"loop": tap_loop, "blocks": tap_blocks}
 
 
-@contextmanager
-def portable_path(name: Optional[str]) -> Iterator[None]:
-    """``with portable_path("blocks"):`` runs that portable path on every device (for tests and
-    benchmarks); ``None`` leaves the choice to ``$DFN_PORTABLE_PATH``, else the device."""
-    global _forced_portable
-    _check_portable(name, "portable_path")
-    previous, _forced_portable = _forced_portable, name
-    try:
-        yield
-    finally:
-        _forced_portable = previous
-
-
-def _check_portable(name: Optional[str], source: str) -> None:
-    if name is not None and name not in PORTABLE_PATHS:
-        raise ConfigError(f"{source} must be one of {sorted(PORTABLE_PATHS)}, got {name!r}: use "
-                          "one of them, or leave it unset for the device's default")
-
-
-def _env_portable() -> Optional[str]:
-    """``$DFN_PORTABLE_PATH`` (checked), or ``None`` when unset."""
-    name = os.environ.get("DFN_PORTABLE_PATH") or None
-    _check_portable(name, "DFN_PORTABLE_PATH")
-    return name
-
-
-def _portable(t: Tensor) -> ModuleType:
-    """The pure-PyTorch implementation for ``t``: the forced one, else ``$DFN_PORTABLE_PATH``,
-    else ``"blocks"`` on CUDA (where launches cost most) and ``"loop"`` elsewhere (the CPU; devices
-    such as MPS, where ``F.fold`` may be missing, keep the path that needs only elementwise ops)."""
-    name = _forced_portable or _env_portable()
-    return PORTABLE_PATHS[name or ("blocks" if t.device.type == "cuda" else "loop")]
-
-
-def _forward(x: Tensor, f7: Tensor) -> Tensor:
+def _forward(x: Tensor, f7: Tensor, backend: str) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
-    if N == Cf == 1 and cpu_kernel.usable(x, f7):
+    if backend == "c":
         return cpu_kernel.forward(x, f7.reshape(B, kh * kw, H, W), kh, kw)[:, None]
-    return _portable(x).forward(x, f7)
+    return PORTABLE[backend].forward(x, f7)
 
 
-def _grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tensor:
+def _grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int, backend: str) -> Tensor:
     """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W)."""
     B, N, Co, H, W = g5.shape
-    Cf = 1 if shared else x.shape[1]
-    if N == Cf == 1 and cpu_kernel.usable(x, g5):
+    if backend == "c":
         return cpu_kernel.grad_filters(x, g5[:, 0], kh, kw).view(B, 1, 1, kh, kw, H, W)
-    return _portable(x).grad_filters(x, g5, shared, kh, kw)
+    return PORTABLE[backend].grad_filters(x, g5, shared, kh, kw)
 
 
-def _grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
+def _grad_input(f7: Tensor, g5: Tensor, channels: int, backend: str) -> Tensor:
     """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
-    if N == Cf == 1 and cpu_kernel.usable(f7, g5):
+    if backend == "c":
         return cpu_kernel.grad_input(f7.reshape(B, kh * kw, H, W), g5[:, 0], kh, kw)
-    return _portable(g5).grad_input(f7, g5, channels)
+    return PORTABLE[backend].grad_input(f7, g5, channels)
 
 
 class _Bilinear(torch.autograd.Function):
@@ -120,20 +76,20 @@ class _Bilinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, face: str, a: Tensor, b: Tensor, shared: bool, kh: int, kw: int,
-                channels: int) -> Tensor:
-        ctx.geometry = (face, shared, kh, kw, channels)
+                channels: int, backend: str) -> Tensor:
+        ctx.geometry = (face, shared, kh, kw, channels, backend)
         ctx.save_for_backward(a, b)
         if face == "forward":
-            return _forward(a, b)
+            return _forward(a, b, backend)
         if face == "grad_input":
-            return _grad_input(a, b, channels)
-        return _grad_filters(a, b, shared, kh, kw)
+            return _grad_input(a, b, channels, backend)
+        return _grad_filters(a, b, shared, kh, kw, backend)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        face, shared, kh, kw, channels = ctx.geometry
+        face, shared, kh, kw, channels, backend = ctx.geometry
         a, b = ctx.saved_tensors
-        geometry = (shared, kh, kw, channels)
+        geometry = (shared, kh, kw, channels, backend)
         need_a, need_b = ctx.needs_input_grad[1:3]
         da = db = None
         if face == "forward":                       # a = x, b = f, grad = dout
@@ -145,7 +101,7 @@ class _Bilinear(torch.autograd.Function):
         else:                                       # a = x, b = dout, grad = d(df)
             da = _Bilinear.apply("grad_input", grad, b, *geometry) if need_a else None
             db = _Bilinear.apply("forward", a, grad, *geometry) if need_b else None
-        return None, da, db, None, None, None, None
+        return None, da, db, None, None, None, None, None
 
 
 def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor]) -> bool:
@@ -181,7 +137,8 @@ def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor])
 
 
 def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
-                         softmax: bool = False, bias: Optional[Tensor] = None) -> Tensor:
+                         softmax: bool = False, bias: Optional[Tensor] = None,
+                         backend: str = "auto") -> Tensor:
     """Filter every pixel of ``x`` with its own generated filter.
 
     Args:
@@ -191,16 +148,23 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         kernel_size: ``k`` for ``k x k`` or ``(kh, kw)``, e.g. ``(1, 13)`` for horizontal filters.
         softmax: treat ``filters`` as logits and normalise each filter over its taps first.
         bias: dynamic per-pixel bias ``(B, 1 or C, H, W)`` added to ``x`` before filtering.
+        backend: ``"auto"``, ``"c"``, ``"loop"``, ``"blocks"`` or ``"triton"``: which
+            implementation runs (:mod:`dfn.ops.backends` says which runs where).
     Returns:
         ``(B, C, H, W)`` for shared filters, ``(B, n, H, W)`` for the general form; the dtype of
         ``x`` and ``filters`` promoted together.
     """
     kh, kw = kernel_hw(kernel_size)
     shared = _check(x, filters, kh, kw, bias)
-    _env_portable()                       # a bad value fails here, even where the C kernel runs
+    backend = backends.resolve(backend, x, shared)
     dtype = torch.promote_types(x.dtype, filters.dtype)
     if bias is not None:
         dtype = torch.promote_types(dtype, bias.dtype)
+    if backend == "triton":
+        return backends.triton_ops().local_filter(
+            x.to(dtype).contiguous(), filters.to(dtype).contiguous(),
+            None if bias is None else bias.to(dtype).contiguous(), kh, kw, softmax)
+    if bias is not None:
         x = x + bias
     x, filters = x.to(dtype), filters.to(dtype)
     tap_dim = 1 if shared else 3
@@ -208,5 +172,5 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         filters = torch.softmax(filters, dim=tap_dim)
     f7 = filters.unflatten(tap_dim, (kh, kw))
     f7 = f7[:, None, None] if shared else f7                    # (B, N, Cf, kh, kw, H, W)
-    out = _Bilinear.apply("forward", x, f7, shared, kh, kw, x.shape[1])
+    out = _Bilinear.apply("forward", x, f7, shared, kh, kw, x.shape[1], backend)
     return out[:, 0] if shared else out[:, :, 0]

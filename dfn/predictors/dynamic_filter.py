@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from dfn.errors import ConfigError
 from dfn.layers import DynamicLocalFilter
 from dfn.nets import EncoderDecoder
-from dfn.ops import KernelSize
+from dfn.ops import BACKENDS, KernelSize
 
 
 class DynamicFilterPredictor(nn.Module):
@@ -37,14 +37,19 @@ class DynamicFilterPredictor(nn.Module):
             ``start_gain`` and biased towards filters with ``start_centre_weight`` on the centre
             tap and a zero dynamic bias (the net needs a ``start_output(bias, gain)`` method).
         start_centre_weight, start_gain: of the ``"identity"`` start.
+        backend: the dynamic filtering op's implementation (:mod:`dfn.ops.backends`).
     """
 
     def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, softmax: bool = True,
                  bias_channels: int = 0, context_frames: int = 1, start: str = "paper",
-                 start_centre_weight: float = 0.99, start_gain: float = 0.0) -> None:
+                 start_centre_weight: float = 0.99, start_gain: float = 0.0,
+                 backend: str = "auto") -> None:
         super().__init__()
         self.net, self.context_frames = net, context_frames
-        self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels)
+        if backend not in BACKENDS:
+            raise ConfigError(f"predictor backend must be one of {list(BACKENDS)}, got {backend!r}")
+        self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels,
+                                         backend=backend)
         self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
                                     "pixel")
         if start not in ("paper", "identity"):
@@ -83,10 +88,9 @@ class DynamicFilterPredictor(nn.Module):
                 hidden = self._advance(torch.cat(history, dim=1), hidden)
                 continue
             theta, hidden = self.net(torch.cat(history, dim=1), hidden)
-            step_filters, bias = self.filter.split(theta)
-            predictions.append(self.filter.filter_with(frame, step_filters, bias))
+            predictions.append(self.filter(frame, theta))
             if return_filters:
-                filters.append(step_filters)
+                filters.append(self.filter.split(theta)[0])
         return torch.stack(predictions, 1), (torch.stack(filters, 1) if return_filters else None)
 
     def _advance(self, x: Tensor, hidden: Optional[Tensor]) -> Optional[Tensor]:
