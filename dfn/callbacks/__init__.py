@@ -2,8 +2,8 @@
 from dfn.callbacks.results import TestResultsWriter
 from dfn.callbacks.run import (LastCheckpoint, NonFiniteLoss, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
                                WandbRunId)
-from dfn.callbacks.steerable import FilterPNGWriter, SteerableFigure
-from dfn.callbacks.video import VideoPictures, VideoPredictionWriter
+from dfn.callbacks.steerable_pictures import FilterPNGWriter, SteerableFigure
+from dfn.callbacks.video_pictures import VideoPictures, VideoPredictionWriter
 
 __all__ = ["FilterPNGWriter", "LastCheckpoint", "NonFiniteLoss", "RunCheckpoint", "RunConfigSaver",
            "SteerableFigure", "StopOnNonFiniteLoss", "TestResultsWriter", "VideoPictures",

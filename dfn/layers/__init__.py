@@ -1,5 +1,5 @@
 """nn.Modules around the ops: filter normalisation, dynamic bias, smoothness penalty."""
-from dfn.layers.dynamic_filter import DynamicConv, DynamicLocalFilter
+from dfn.layers.dynamic_filter_layers import DynamicConv, DynamicLocalFilter
 from dfn.layers.smoothness import FilterSmoothness, filter_smoothness
 from dfn.layers.untied_bias_conv import UntiedBiasConv2d
 

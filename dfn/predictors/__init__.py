@@ -5,6 +5,6 @@ DFN and its baselines run through the same harness.
 """
 from dfn.predictors.conv_lstm import ConvLSTMPredictor
 from dfn.predictors.copy_last import CopyLastFrame
-from dfn.predictors.dynamic_filter import DynamicFilterPredictor
+from dfn.predictors.dynamic_filter_predictor import DynamicFilterPredictor
 
 __all__ = ["ConvLSTMPredictor", "CopyLastFrame", "DynamicFilterPredictor"]

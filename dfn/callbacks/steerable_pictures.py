@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from dfn.callbacks.outputs import check_not_overwriting, publish_picture, run_folder
-from dfn.steerable import steerable_filters
+from dfn.analytic_steerable import steerable_filters
 from dfn.viz import filter_image, save_png, steerable_figure
 
 

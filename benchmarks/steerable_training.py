@@ -4,7 +4,7 @@ Runs ``python -m dfn fit --config configs/steerable.yaml`` in-process (timed), t
 generated filter with the analytic one at the held-out angles (36: 5, 15, ..., 355 degrees) and
 prints JSON (cosine similarity per angle, min, mean, wall-clock time); writes the Figure-4 picture.
 
-    python benchmarks/steerable.py --run_dir runs/steerable_result \\
+    python benchmarks/steerable_training.py --run_dir runs/steerable_result \\
         --figure results/steerable_figure4.png --output results/steerable.json
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 
 from dfn.callbacks import SteerableFigure
 from dfn.cli import DfnCLI
-from dfn.models.steerable import filter_cosine
-from dfn.steerable import steerable_filters
+from dfn.models.steerable_filter_model import filter_cosine
+from dfn.analytic_steerable import steerable_filters
 from dfn.viz import save_png
 
 
