@@ -24,7 +24,7 @@ def test_forward_shapes_and_filter_use():
 
 
 def test_filter_size_the_net_cannot_produce():
-    with pytest.raises(ConfigError, match="kernel_size 7 needs 49 filter values per angle, but model.net produces 81"):
+    with pytest.raises(ConfigError, match="kernel_size 7 needs 49 filter values per angle, but the filter-generating net produces 81"):
         SteerableFilterModel(PixelMLP(1, [8], 81), kernel_size=7)
 
 

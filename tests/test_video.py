@@ -177,7 +177,7 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     tested = DfnCLI(args=["test", *tiny, "--run_dir", str(tmp_path / "a"),
                           "--ckpt_path", str(tmp_path / "a/checkpoints/last.ckpt")])
-    results = tested.model.test_results
+    results = tested.model.test_report()
     assert len(results) == 3 and len(results[0]["bce"]) == 2          # 2-, 1- and 3-digit sets
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
     written = json.loads((tmp_path / "a/test_results_step0000004.json").read_text())
@@ -194,7 +194,7 @@ def test_baselines_run_through_the_same_harness(tmp_path, capsys):
     tiny = tiny_args(tmp_path / "cache")
     copy = DfnCLI(args=["test", *tiny, "--config", str(ROOT / "configs/baselines/copy_last.yaml"),
                         "--run_dir", str(tmp_path / "copy")])
-    assert copy.model.test_results[0]["bce"][0] > 0
+    assert copy.model.test_report()[0]["bce"][0] > 0
     with pytest.raises(SystemExit) as exit_info:      # nothing to train: one line pointing at test
         main(["fit", *tiny, "--config", str(ROOT / "configs/baselines/copy_last.yaml"),
               "--run_dir", str(tmp_path / "copy_fit")])

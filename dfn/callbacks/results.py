@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Callback, Trainer
 
 from dfn.callbacks.outputs import run_folder, weights_step
+from dfn.models import DFNModule
 
 
 def free_path(path: Path) -> Path:
@@ -20,10 +21,10 @@ def free_path(path: Path) -> Path:
 
 class TestResultsWriter(Callback):
     """After ``test``: ``<run_dir>/test_results_step<N>.json`` with the checkpoint, its step, every
-    logged ``test*`` metric and, where the model keeps them (``test_results``), its per-step curves;
+    logged ``test*`` metric and the model's per-step curves (``DFNModule.test_report()``);
     and the metrics as one table (test set x metric) on the console."""
 
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_test_end(self, trainer: Trainer, pl_module: DFNModule) -> None:
         if not trainer.is_global_zero:
             return
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()
@@ -31,7 +32,7 @@ class TestResultsWriter(Callback):
         step = weights_step(trainer)
         report = {"checkpoint": trainer.ckpt_path, "global_step": step,
                   "model": type(pl_module).__qualname__, "metrics": metrics,
-                  "curves": getattr(pl_module, "test_results", None)}
+                  "curves": pl_module.test_report()}
         path = free_path(run_folder(trainer, f"test_results_step{step:07d}.json"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2))

@@ -51,11 +51,6 @@ def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filte
             "disparity": shift}
 
 
-def _kernel_size(pl_module: LightningModule) -> Optional[tuple[int, int]]:
-    """The filters' ``(kh, kw)``, or ``None`` for a predictor without filters (a baseline)."""
-    return getattr(getattr(pl_module, "predictor", None), "kernel_size", None)
-
-
 class VideoPictures(Callback):
     """After each validation and at the end of ``test``: pictures of the first sequence of the
     validation / first test set, written to ``<run_dir>/figures`` and logged (W&B).
@@ -70,11 +65,11 @@ class VideoPictures(Callback):
 
     def _publish(self, trainer: Trainer, pl_module: LightningModule, stage: str, dataset) -> None:
         frames = dataset[0]["frames"][None].to(pl_module.device)               # (1, T, 1, H, W)
-        observed, future = pl_module._split({"frames": frames})
+        observed, future = pl_module.split_frames({"frames": frames})
         with torch.no_grad():
             predicted, filters = pl_module(observed, return_filters=True)
         pictures = sequence_pictures(observed[0].cpu(), future[0].cpu(), predicted[0].cpu(),
-                                     None if filters is None else filters[0].cpu(), _kernel_size(pl_module),
+                                     None if filters is None else filters[0].cpu(), pl_module.filter_kernel_size,
                                      self.disparity)
         publish_picture(trainer, f"{stage}/strips", pictures["strips"], "input / truth / prediction")
         if pictures["flow"] is not None and self.disparity:
@@ -123,9 +118,9 @@ class VideoPredictionWriter(BasePredictionWriter):
         check_not_overwriting([folder / f"{n}{ext}" for n in names for ext in outputs], self.overwrite)
         filters = prediction["filters"]
         for k, name in enumerate(names):
-            observed, future = pl_module._split({"frames": prediction["frames"][k:k + 1]})
+            observed, future = pl_module.split_frames({"frames": prediction["frames"][k:k + 1]})
             pictures = sequence_pictures(observed[0], future[0], prediction["prediction"][k],
-                                         None if filters is None else filters[k], _kernel_size(pl_module),
+                                         None if filters is None else filters[k], pl_module.filter_kernel_size,
                                          self.disparity)
             save_png(pictures["strips"], folder / f"{name}_strips.png")
             if pictures["flow"] is not None:

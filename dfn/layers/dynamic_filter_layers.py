@@ -73,8 +73,8 @@ class _FilterLayout(nn.Module):
         produced = getattr(net, "out_channels", None)
         if produced != self.theta_channels:
             raise ConfigError(
-                f"{what} needs {self.theta_channels} filter values per {per}, but model.net "
-                f"produces {produced}: set the net's out_channels (its last layer) to "
+                f"{what} needs {self.theta_channels} filter values per {per}, but the filter-generating "
+                f"net produces {produced}: set the net's out_channels (its last layer) to "
                 f"{self.theta_channels}, or the filter settings to match the net")
 
     def _split(self, theta: Tensor) -> tuple[Tensor, Optional[Tensor]]:

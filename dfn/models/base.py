@@ -60,6 +60,11 @@ class DFNModule(LightningModule):
         self.scheduler_interval = scheduler_interval
         self.optimizer_overrides = dict(optimizer_overrides or {})
 
+    def test_report(self) -> Optional[list[dict[str, list[float]]]]:
+        """Per-step curves of the last ``test``, one dict per test set, for the results file
+        (:class:`dfn.callbacks.TestResultsWriter`); ``None`` where a model has none."""
+        return None
+
     def setup(self, stage: str) -> None:
         if self.compile_network and stage == "fit":
             mode = None if self.compile_network is True else self.compile_network

@@ -32,7 +32,8 @@ from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFacto
 
 class VideoPredictionModel(DFNModule):
     """Args:
-        predictor: ``predictor(observed, future, return_filters) -> (predictions, filters)``.
+        predictor: ``predictor(observed, future, return_filters) -> (predictions, filters)``
+            with a ``filter_kernel_size`` (the contract of :mod:`dfn.predictors`).
         frames_in, frames_out: observed and predicted frames.
         loss: ``"bce"`` or ``"mse"`` (see the module docstring).
         smoothness_weight: weight of :func:`dfn.layers.filter_smoothness` on the filters.
@@ -57,7 +58,7 @@ class VideoPredictionModel(DFNModule):
         self.val_curves, self.val_readout = FrameCurves(frames_out), ReadoutScores(frames_out)
         self.test_curves = nn.ModuleList([FrameCurves(frames_out)])  # one per test dataloader
         self.test_readouts = nn.ModuleList([ReadoutScores(frames_out)])
-        self.test_results: list[dict[str, list[float]]] = []
+        self._test_report: list[dict[str, list[float]]] = []
         if any(p.requires_grad for p in self.parameters()):
             self.check_optimizer()
 
@@ -65,15 +66,27 @@ class VideoPredictionModel(DFNModule):
         """``observed (B, frames_in, C, H, W)`` -> predictions ``(B, frames_out, C, H, W)``, filters."""
         return self.predictor(observed, self.frames_out, return_filters)
 
-    def _split(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    @property
+    def filter_kernel_size(self) -> Optional[tuple[int, int]]:
+        """``(kh, kw)`` of the filters that ``forward`` returns; ``None`` for a predictor without
+        filters (a baseline)."""
+        return self.predictor.filter_kernel_size
+
+    def split_frames(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``batch["frames"] (B, frames_in + frames_out, C, H, W)`` -> observed ``(B, frames_in,
+        C, H, W)`` and future ``(B, frames_out, C, H, W)``."""
         frames = batch["frames"]
         if frames.shape[1] != self.frames_in + self.frames_out:
             raise ValueError(f"batches hold {frames.shape[1]} frames, the model expects frames_in + "
                              f"frames_out = {self.frames_in + self.frames_out}: make data and model agree")
         return frames[:, :self.frames_in], frames[:, self.frames_in:]
 
+    def test_report(self) -> list[dict[str, list[float]]]:
+        """Per-step curves (bce, mse, ... and read-out errors) of each test set of the last ``test``."""
+        return self._test_report
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        observed, future = self._split(batch)
+        observed, future = self.split_frames(batch)
         prediction, filters = self(observed, return_filters=self.smoothness_weight > 0)
         loss = (frame_bce if self.loss_name == "bce" else frame_se)(prediction, future).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(observed))
@@ -84,9 +97,9 @@ class VideoPredictionModel(DFNModule):
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], curves: FrameCurves, readout: ReadoutScores) -> None:
-        observed, future = self._split(batch)
+        observed, future = self.split_frames(batch)
         truth = next((key for key in ("disparity", "flow", "reads_from") if key in batch), None)
-        kernel_size = getattr(self.predictor, "kernel_size", None)
+        kernel_size = self.filter_kernel_size
         prediction, filters = self(observed, return_filters=truth is not None and kernel_size is not None)
         curves.update(prediction, future)
         if filters is None:
@@ -115,7 +128,7 @@ class VideoPredictionModel(DFNModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """``{"frames", "prediction", "filters" (or None), "index"}`` for the prediction writer."""
-        observed, _ = self._split(batch)
+        observed, _ = self.split_frames(batch)
         prediction, filters = self(observed, return_filters=True)
         return {"frames": batch["frames"].cpu(), "prediction": prediction.cpu(),
                 "filters": None if filters is None else filters.cpu(), "index": batch["index"].cpu()}
@@ -139,5 +152,5 @@ class VideoPredictionModel(DFNModule):
 
     def on_test_epoch_end(self) -> None:
         """One set of numbers per test dataloader: ``test/...`` for the first, ``test<k>/...`` next."""
-        self.test_results = [self._log_curves("test" if k == 0 else f"test{k}", curves, readout)
+        self._test_report = [self._log_curves("test" if k == 0 else f"test{k}", curves, readout)
                              for k, (curves, readout) in enumerate(zip(self.test_curves, self.test_readouts))]

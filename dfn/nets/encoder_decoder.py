@@ -130,6 +130,11 @@ class EncoderDecoder(nn.Module):
         y = self._run(self.upsampled, y)
         return self._run(self.head, y, last_linear=True)
 
+    def advance(self, x: Tensor, hidden: Optional[Tensor] = None) -> Optional[Tensor]:
+        """The recurrent state after ``x`` when its filters are not needed: the encoder alone
+        (``None`` for a feed-forward net, which keeps no state)."""
+        return self.encode(x, hidden) if self.recurrent_state else None
+
     def forward(self, x: Tensor, hidden: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """``x (B, in_channels, S, S)``, ``hidden (B, C_enc, S/r, S/r)`` or ``None`` (zeros) ->
         ``theta (B, out_channels, S, S)`` and the new hidden state (``None`` if feed-forward)."""

@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from dfn.errors import ConfigError
 from dfn.layers import DynamicLocalFilter
-from dfn.nets import EncoderDecoder
 from dfn.ops import BACKENDS, KernelSize
 
 
@@ -64,7 +63,7 @@ class DynamicFilterPredictor(nn.Module):
             net.start_output(self.filter.identity_theta(start_centre_weight), start_gain)
 
     @property
-    def kernel_size(self) -> tuple[int, int]:
+    def filter_kernel_size(self) -> tuple[int, int]:
         """``(kh, kw)`` of the filters that ``forward`` returns (taps row-major)."""
         return self.filter.kh, self.filter.kw
 
@@ -94,9 +93,8 @@ class DynamicFilterPredictor(nn.Module):
         return torch.stack(predictions, 1), (torch.stack(filters, 1) if return_filters else None)
 
     def _advance(self, x: Tensor, hidden: Optional[Tensor]) -> Optional[Tensor]:
-        """The state after an observed frame whose filters are not used: an
-        :class:`EncoderDecoder` skips its decoder (and a feed-forward one everything); any
-        other net runs whole."""
-        if isinstance(self.net, EncoderDecoder):
-            return self.net.encode(x, hidden) if self.net.recurrent_state else None
-        return self.net(x, hidden)[1]
+        """The state after an observed frame whose filters are not used: the net's
+        ``advance(x, hidden)`` where it has one (:class:`dfn.nets.EncoderDecoder` skips its
+        decoder there), else the whole net."""
+        advance = getattr(self.net, "advance", None)
+        return advance(x, hidden) if advance is not None else self.net(x, hidden)[1]
