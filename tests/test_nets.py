@@ -5,7 +5,7 @@ import torch
 from dfn.layers import UntiedBiasConv2d
 from dfn.nets import EncoderDecoder, PixelMLP
 
-PAPER_NETS = {  # DESIGN.md configurations and the parameter counts the paper reports
+PAPER_NETS = {  # the paper's networks (dfn.nets.encoder_decoder) and the parameter counts it reports
     "moving_mnist": (dict(), 637_361),
     "highway": (dict(in_channels=2, encoder=[32, 32, 64, 64], encoder_strides=[1, 2, 1, 1],
                      untied_bias=[0], decoder=[64], upsampled=[32, 64], head=[128, 122]), 368_122),

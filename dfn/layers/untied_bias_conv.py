@@ -1,6 +1,6 @@
 """Convolution with an untied bias: one learned bias per output channel *and* pixel.
 
-Used by the paper's highway-driving and stereo networks (DESIGN.md) so that the first/last
+Used by the paper's highway-driving and stereo networks (dfn.nets.encoder_decoder) so that the first/last
 encoder layer can learn position-dependent offsets. Input ``(B, C_in, H_in, W_in)``, output
 ``(B, C_out, H, W)`` where ``(H, W)`` is fixed at construction.
 """

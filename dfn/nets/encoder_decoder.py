@@ -10,7 +10,7 @@
 
 LeakyReLU after every conv but the last, He-uniform weights, zero biases. ``untied_bias`` lists
 encoder layers whose bias is per pixel (:class:`dfn.layers.UntiedBiasConv2d`). The paper's
-networks (DESIGN.md; parameter counts asserted in the tests):
+networks (paper 4.2, 4.3; parameter counts asserted in the tests):
 
 * Moving MNIST, 637,361: ``encoder [32, 32, 64, 64, 128]``, strides ``[1, 2, 1, 1, 1]``,
   ``recurrent_convs 2``, ``decoder [64, 64]``, ``upsampled [64, 64]``, ``head [128, 81]``.

@@ -1,7 +1,7 @@
 """Per-pixel MLP filter generator: a stack of 1x1 convolutions (paper section 4.1).
 
 Applied to a 1x1 "image" it is an ordinary MLP; applied to an image it maps every pixel's
-features to that pixel's filter. Steerable filters (DESIGN.md): ``PixelMLP(1, [64, 128], 81)``,
+features to that pixel's filter. Steerable filters (paper 4.1): ``PixelMLP(1, [64, 128], 81)``,
 18,897 parameters.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Kernel geometry shared by every dynamic-filtering op: sizes, the anchor, padding and windows.
 
-Anchor convention (DESIGN.md): tap ``(u, v)`` of a ``kh x kw`` filter at output pixel ``(y, x)``
+Anchor convention (docs/design.md): tap ``(u, v)`` of a ``kh x kw`` filter at output pixel ``(y, x)``
 reads input pixel ``(y + u - kh // 2, x + v - kw // 2)``. For odd sizes the filter is centred;
 for even sizes the anchor (the tap that reads ``(y, x)``) is tap ``(kh // 2, kw // 2)``, so the
 window reaches one pixel further up/left than down/right (e.g. ``kh = 4``: offsets -2, -1, 0, 1).

@@ -1,6 +1,6 @@
 """Dynamic local filtering: one generated filter per sample *and* pixel (paper section 3.3).
 
-Two layouts (DESIGN.md), ``T = kh * kw`` taps in row-major order ``t = u * kw + v``:
+Two layouts (docs/design.md), ``T = kh * kw`` taps in row-major order ``t = u * kw + v``:
 
 * shared across channels (the paper's experiments, also RGB warping)::
 
