@@ -23,6 +23,76 @@ STEERABLE_TINY = ["--config", str(ROOT / "configs/steerable.yaml"), "--data.init
                   "--trainer.enable_model_summary", "false"]
 
 
+QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false"]
+NET = "--model.init_args.predictor.init_args.net.init_args."
+
+
+def _moving_mnist_tiny(cache: Path) -> list[str]:
+    """configs/moving_mnist.yaml shrunk: 32x32, 3 + 2 frames, a few-channel net, 3x3 filters."""
+    return ["--config", str(ROOT / "configs/moving_mnist.yaml"),
+            "--data.init_args.image_size", "32", "--data.init_args.frames_in", "3",
+            "--data.init_args.frames_out", "2", "--model.init_args.frames_in", "3",
+            "--model.init_args.frames_out", "2", "--data.init_args.batch_size", "2",
+            "--data.init_args.batches_per_epoch", "3", "--data.init_args.val_sequences", "4",
+            "--data.init_args.test_sequences", "4", "--data.init_args.cache_dir", str(cache),
+            "--model.init_args.predictor.init_args.kernel_size", "3",
+            NET + "encoder", "[4, 8]", NET + "encoder_strides", "[1, 2]", NET + "decoder", "[8]",
+            NET + "upsampled", "[4]", NET + "head", "[8, 9]", NET + "image_size", "32",
+            "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def _highway_tiny(path: Path) -> list[str]:
+    """configs/highway.yaml on the file at ``path``, 32x32, a few-channel net, 5x5 filters (+ bias)."""
+    return ["--config", str(ROOT / "configs/highway.yaml"), "--data.init_args.path", str(path),
+            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "8",
+            "--data.init_args.val_samples", "4", "--model.init_args.predictor.init_args.kernel_size", "5",
+            NET + "encoder", "[8, 16]", NET + "encoder_strides", "[1, 2]", NET + "decoder", "[16]",
+            NET + "upsampled", "[16]", NET + "head", "[16, 26]", NET + "image_size", "32",
+            "--trainer.val_check_interval", "50", "--checkpoint.every_n_train_steps", "1", *QUIET]
+
+
+def _stereo_tiny(path: Path) -> list[str]:
+    """configs/stereo.yaml on the file at ``path``, 32x32, a few-channel net; 1x13 filters + bias."""
+    return ["--config", str(ROOT / "configs/stereo.yaml"), "--data.init_args.path", str(path),
+            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "8",
+            "--data.init_args.val_samples", "4", NET + "encoder", "[8, 16, 16]", NET + "encoder_strides",
+            "[1, 2, 1]", NET + "untied_bias", "[2]", NET + "decoder", "[16]", NET + "upsampled", "[16]",
+            NET + "head", "[16, 14]", NET + "image_size", "32",
+            "--trainer.val_check_interval", "50", "--checkpoint.every_n_train_steps", "1", *QUIET]
+
+
+@pytest.fixture
+def root() -> Path:
+    """The repository's root folder."""
+    return ROOT
+
+
+@pytest.fixture
+def quiet() -> list[str]:
+    """CLI flags: no logger, no progress bar, no model summary."""
+    return list(QUIET)
+
+
+@pytest.fixture
+def moving_mnist_tiny() -> Callable[[Path], list[str]]:
+    """``moving_mnist_tiny(cache_dir)``: CLI arguments of a seconds-long Moving MNIST run."""
+    return _moving_mnist_tiny
+
+
+@pytest.fixture
+def highway_tiny() -> Callable[[Path], list[str]]:
+    """``highway_tiny(h5_path)``: CLI arguments of a seconds-long highway run on that file."""
+    return _highway_tiny
+
+
+@pytest.fixture
+def stereo_tiny() -> Callable[[Path], list[str]]:
+    """``stereo_tiny(h5_path)``: CLI arguments of a seconds-long stereo run on that file."""
+    return _stereo_tiny
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import Callable
+
 import pytest
 import torch
 
@@ -12,19 +14,23 @@ from helpers import LossRecorder
 
 CONFIG = "configs/steerable.yaml"
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data.init_args.image_size", "8", "--data.init_args.batch_size", "4",
-        "--data.init_args.val_angles", "4", "--data.init_args.val_images_per_angle", "1",
-        "--data.init_args.batches_per_epoch", "4", "--model.init_args.net.init_args.hidden", "[8]",
-        "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-def fit(run_dir: Path, steps: int, *extra: str) -> DfnCLI:
-    return DfnCLI(args=["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(run_dir),
-                        "--trainer.max_steps", str(steps), *TINY, *extra])
+@pytest.fixture
+def tiny(steerable_tiny) -> list[str]:
+    """The shared tiny steerable run (conftest) with 4 batches an epoch, validating every 2 steps."""
+    return [*steerable_tiny, "--data.init_args.batches_per_epoch", "4", "--trainer.val_check_interval", "2"]
 
 
-def test_fit_writes_config_checkpoints_and_figures(tmp_path):
+@pytest.fixture
+def fit(tiny) -> Callable[..., DfnCLI]:
+    """``fit(run_dir, steps, *extra)``: the tiny run fitted in-process."""
+    def run(run_dir: Path, steps: int, *extra: str) -> DfnCLI:
+        return DfnCLI(args=["fit", *tiny, "--run_dir", str(run_dir), "--trainer.max_steps", str(steps), *extra])
+    return run
+
+
+def test_fit_writes_config_checkpoints_and_figures(tmp_path, fit):
     fit(tmp_path / "run", 4)
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file()
@@ -35,7 +41,7 @@ def test_fit_writes_config_checkpoints_and_figures(tmp_path):
     assert "SteerableFilterModel" in saved and "max_steps: 4" in saved
 
 
-def test_last_checkpoint_also_when_training_stops_between_two_intervals(tmp_path):
+def test_last_checkpoint_also_when_training_stops_between_two_intervals(tmp_path, fit):
     fit(tmp_path / "run", 5, "--checkpoint.every_n_train_steps", "2")
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 5                   # not 4: the steps after the last interval are kept
@@ -45,7 +51,7 @@ def recorded(cli: DfnCLI) -> list:
     return next(c for c in cli.trainer.callbacks if isinstance(c, LossRecorder)).records
 
 
-def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, fit):
     """6 steps, resume for 6 more (mid-epoch: 4 batches an epoch) == 12 straight: same data,
     same learning-rate schedule (halved every 3 steps), same losses and weights, bit for bit."""
     extra = ["--trainer.callbacks+=helpers.LossRecorder",
@@ -62,20 +68,20 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
         assert torch.equal(value, weights[1][name]), name
 
 
-def test_fresh_fit_refuses_a_run_dir_with_checkpoints(tmp_path, capsys):
+def test_fresh_fit_refuses_a_run_dir_with_checkpoints(tmp_path, capsys, fit, tiny):
     fit(tmp_path / "run", 2)
     before = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY])
+        main(["fit", *tiny, "--run_dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert "already holds checkpoints" in capsys.readouterr().err
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before
 
 
-def test_predict_writes_pngs_and_refuses_to_overwrite(tmp_path, capsys):
+def test_predict_writes_pngs_and_refuses_to_overwrite(tmp_path, capsys, fit, tiny):
     fit(tmp_path / "run", 2)
     ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    args = ["predict", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY,
+    args = ["predict", *tiny, "--run_dir", str(tmp_path / "run"),
             "--ckpt_path", ckpt]
     DfnCLI(args=args)
     pngs = sorted((tmp_path / "run" / "predictions").glob("*.png"))
@@ -93,9 +99,9 @@ def test_predict_writes_pngs_and_refuses_to_overwrite(tmp_path, capsys):
     (["--model.init_args.kernel_size", "7"], "kernel_size 7 needs 49 filter values"),
     (["--model.init_args.compile", "fastest"], "model.compile must be true, false or a torch.compile mode"),
 ])
-def test_bad_config_values_give_one_clear_error(tmp_path, capsys, args, message):
+def test_bad_config_values_give_one_clear_error(tmp_path, capsys, args, message, tiny):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "r"), *TINY, *args])
+        main(["fit", *tiny, "--run_dir", str(tmp_path / "r"), *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -107,17 +113,17 @@ def test_missing_config_file(tmp_path, capsys):
     assert "nope.yaml" in capsys.readouterr().err
 
 
-def test_checkpoint_of_a_different_model(tmp_path, capsys):
+def test_checkpoint_of_a_different_model(tmp_path, capsys, fit, tiny):
     """Same class, another architecture (wider net): refused, naming both."""
     fit(tmp_path / "run", 2)
     ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
     with pytest.raises(SystemExit):
-        main(["validate", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "v"), *TINY,
+        main(["validate", *tiny, "--run_dir", str(tmp_path / "v"),
               "--model.init_args.net.init_args.hidden", "[16]", "--ckpt_path", ckpt])
     err = capsys.readouterr().err
     assert "does not fit the configured SteerableFilterModel" in err
     with pytest.raises(SystemExit):
-        main(["validate", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "v2"), *TINY,
+        main(["validate", *tiny, "--run_dir", str(tmp_path / "v2"),
               "--ckpt_path", str(tmp_path / "nope.ckpt")])
     assert "no such file" in capsys.readouterr().err
 
@@ -142,11 +148,11 @@ def test_print_config_and_help():
     assert "datamodules.SteerableDataModule" in known                 # not only LightningDataModule
 
 
-def test_every_command_says_what_it_wrote_and_test_prints_one_table(tmp_path, capsys):
+def test_every_command_says_what_it_wrote_and_test_prints_one_table(tmp_path, capsys, fit, tiny):
     fit(tmp_path / "run", 2)
     assert (f"dfn: fit wrote to {tmp_path / 'run'}: checkpoints/ (last.ckpt, step0000002.ckpt), config.yaml, "
             "figures/ (val_figure_step0000002.png)") in capsys.readouterr().err
-    main(["test", "--config", str(ROOT / CONFIG), "--run_dir", str(tmp_path / "run"), *TINY, "--ckpt_path", "last"])
+    main(["test", *tiny, "--run_dir", str(tmp_path / "run"), "--ckpt_path", "last"])
     out, err = capsys.readouterr()
     table = out[out.index("test results, step 2"):].splitlines()
     assert table[0].split() == ["test", "results,", "step", "2", "filter_cos_mean", "filter_cos_min", "loss"]

@@ -49,10 +49,11 @@ def test_transform_crops_resizes_and_takes_luma():
 
 
 def test_workers_open_their_own_handle_and_read_the_same(tmp_path):
-    data = StereoHDF5DataModule(str(stereo_planes(tmp_path / "s.h5", frames=20)), size=None, batch_size=3)
-    assert data.source.handle is not None
-    copy = pickle.loads(pickle.dumps(data.source))
-    assert copy._handle is None                               # opened lazily, in the process that reads
+    path = stereo_planes(tmp_path / "s.h5", frames=20)
+    data = StereoHDF5DataModule(str(path), size=None, batch_size=3)
+    assert data.source.handle.filename == str(path) and data.source.handle["left"].shape[0] == 20
+    copy = pickle.loads(pickle.dumps(data.source))            # what a worker receives: its own handle
+    assert copy.handle is not data.source.handle and copy.handle.filename == str(path)
     serial = [b["frames"] for b in DataLoader(data.test_sets[0], batch_size=2)]
     parallel = [b["frames"] for b in DataLoader(data.test_sets[0], batch_size=2, num_workers=2)]
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel))

@@ -12,29 +12,6 @@ from dfn.cli import DfnCLI, main
 from hdf5_data import moving_texture, stereo_planes
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-         "--trainer.enable_model_summary", "false"]
-NET = "--model.init_args.predictor.init_args.net.init_args."
-
-
-def highway_tiny(path: Path) -> list[str]:
-    """configs/highway.yaml at 32x32 with a few-channel net and 5x5 filters (+ bias)."""
-    return ["--config", str(ROOT / "configs/highway.yaml"), "--data.init_args.path", str(path),
-            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "8",
-            "--data.init_args.val_samples", "4", "--model.init_args.predictor.init_args.kernel_size", "5",
-            NET + "encoder", "[8, 16]", NET + "encoder_strides", "[1, 2]", NET + "decoder", "[16]",
-            NET + "upsampled", "[16]", NET + "head", "[16, 26]", NET + "image_size", "32",
-            "--trainer.val_check_interval", "50", "--checkpoint.every_n_train_steps", "1", *QUIET]
-
-
-def stereo_tiny(path: Path) -> list[str]:
-    """configs/stereo.yaml at 32x32 with a few-channel net; 1x13 filters + bias as the paper."""
-    return ["--config", str(ROOT / "configs/stereo.yaml"), "--data.init_args.path", str(path),
-            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "8",
-            "--data.init_args.val_samples", "4", NET + "encoder", "[8, 16, 16]", NET + "encoder_strides",
-            "[1, 2, 1]", NET + "untied_bias", "[2]", NET + "decoder", "[16]", NET + "upsampled", "[16]",
-            NET + "head", "[16, 14]", NET + "image_size", "32",
-            "--trainer.val_check_interval", "50", "--checkpoint.every_n_train_steps", "1", *QUIET]
 
 
 @pytest.mark.parametrize("config,make,parameters", [("highway", moving_texture, 368_122),
@@ -51,7 +28,7 @@ def test_paper_networks_from_the_configs(tmp_path, config, make, parameters):
     assert filters.shape[2] == (121 if config == "highway" else 13)
 
 
-def test_highway_training_beats_copying_the_last_frame(tmp_path):
+def test_highway_training_beats_copying_the_last_frame(tmp_path, highway_tiny):
     tiny = highway_tiny(moving_texture(tmp_path / "v.h5", frames=120, velocity=(1, 1)))
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "dfn"), "--trainer.max_steps", "150",
                  "--model.init_args.optimizer.init_args.lr", "3e-3"])
@@ -64,7 +41,7 @@ def test_highway_training_beats_copying_the_last_frame(tmp_path):
     assert dfn < 0.5 * copy, (dfn, copy)
 
 
-def test_stereo_read_out_has_the_sign_and_size_of_the_disparity(tmp_path):
+def test_stereo_read_out_has_the_sign_and_size_of_the_disparity(tmp_path, stereo_tiny):
     """Planes at 2 px (top half) and 4 px (bottom half): the predicted disparity map says so. The
     only depth cue in the left view is the row, which vertical flips would hide, and the tiny net
     moves its filters off a peaked (identity) start slowly: the paper's start, no augmentation."""
@@ -84,9 +61,9 @@ def test_stereo_read_out_has_the_sign_and_size_of_the_disparity(tmp_path):
     assert len(list((run / "predictions").glob("*_disparity.png"))) == 4
 
 
-@pytest.mark.parametrize("make_args,make", [(highway_tiny, moving_texture), (stereo_tiny, stereo_planes)])
-def test_exact_resume(tmp_path, make_args, make):
-    tiny = make_args(make(tmp_path / "data.h5"))
+@pytest.mark.parametrize("experiment,make", [("highway_tiny", moving_texture), ("stereo_tiny", stereo_planes)])
+def test_exact_resume(tmp_path, request, experiment, make):
+    tiny = request.getfixturevalue(experiment)(make(tmp_path / "data.h5"))
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "a"), "--trainer.max_steps", "4"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "2"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4", "--ckpt_path", "last"])
@@ -94,7 +71,7 @@ def test_exact_resume(tmp_path, make_args, make):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_colour_frames_need_matching_generator_channels(tmp_path, capsys):
+def test_colour_frames_need_matching_generator_channels(tmp_path, capsys, highway_tiny):
     """RGB data (grayscale: false): 2 context frames x 3 channels. The mismatch with the
     configured 2 input channels is one clear line; with 6 it trains and draws colour pictures."""
     tiny = highway_tiny(moving_texture(tmp_path / "rgb.h5", channels=3)) + ["--data.init_args.grayscale", "false"]
@@ -102,7 +79,7 @@ def test_colour_frames_need_matching_generator_channels(tmp_path, capsys):
         main(["fit", *tiny, "--run_dir", str(tmp_path / "bad"), "--trainer.max_steps", "1"])
     assert exit_info.value.code == 2 and "set the net's in_channels to 6" in capsys.readouterr().err
     run = tmp_path / "good"
-    DfnCLI(args=["fit", *tiny, NET + "in_channels", "6", "--run_dir", str(run), "--trainer.max_steps", "2",
+    DfnCLI(args=["fit", *tiny, "--model.init_args.predictor.init_args.net.init_args.in_channels", "6", "--run_dir", str(run), "--trainer.max_steps", "2",
                  "--trainer.val_check_interval", "2"])
     strips = np.asarray(Image.open(run / "figures/val_strips_step0000002.png"))
     assert (strips[..., 0] != strips[..., 1]).any()          # colour, not grey

@@ -57,6 +57,7 @@ def test_stereo_pair_and_mismatched_lengths_leave_nothing(tmp_path, dfn_main):
     left, right = image_folder(tmp_path / "left", 6), image_folder(tmp_path / "right", 6, seed=100)
     status, _ = dfn_main(["pack", str(tmp_path / "left"), str(tmp_path / "right"), str(tmp_path / "s.h5"),
                      "--no-progress"])
+    assert status == 0
     with h5py.File(tmp_path / "s.h5") as f:
         assert np.array_equal(f["left"][5], left[5]) and np.array_equal(f["right"][5], right[5])
     (tmp_path / "right" / "5.png").unlink()

@@ -10,11 +10,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data.init_args.image_size", "8", "--data.init_args.batch_size", "4",
-        "--data.init_args.val_angles", "4", "--data.init_args.val_images_per_angle", "1",
-        "--data.init_args.batches_per_epoch", "4", "--model.init_args.net.init_args.hidden", "[8]",
-        "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "2",
-        "--trainer.enable_progress_bar", "false"]
 
 
 MARK = f"DFN_TEST_RUN={uuid.uuid4().hex}"   # in the environment of every process our commands start
@@ -40,9 +35,11 @@ def dfn(*args: str) -> str:
                           capture_output=True, text=True, timeout=300).stderr
 
 
-def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_path):
+def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_path, steerable_tiny):
     run = tmp_path / "run"
-    common = ["--config", "configs/steerable.yaml", "--run_dir", str(run), *TINY]
+    common = [*steerable_tiny, "--run_dir", str(run), "--checkpoint.every_n_train_steps", "2",
+              "--data.init_args.batches_per_epoch", "4", "--trainer.val_check_interval", "2",
+              "--trainer.enable_model_summary", "true"]
     err = dfn("fit", *common, "--trainer.max_steps", "2")
     for noise in ("litlogger", "LeafSpec", "anonymous setting"):    # not the user's to fix
         assert noise not in err, noise
