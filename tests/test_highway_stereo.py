@@ -28,6 +28,7 @@ def test_paper_networks_from_the_configs(tmp_path, config, make, parameters):
     assert filters.shape[2] == (121 if config == "highway" else 13)
 
 
+@pytest.mark.slow
 def test_highway_training_beats_copying_the_last_frame(tmp_path, highway_tiny):
     tiny = highway_tiny(moving_texture(tmp_path / "v.h5", frames=120, velocity=(1, 1)))
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "dfn"), "--trainer.max_steps", "150",
@@ -41,6 +42,7 @@ def test_highway_training_beats_copying_the_last_frame(tmp_path, highway_tiny):
     assert dfn < 0.5 * copy, (dfn, copy)
 
 
+@pytest.mark.slow
 def test_stereo_read_out_has_the_sign_and_size_of_the_disparity(tmp_path, stereo_tiny):
     """Planes at 2 px (top half) and 4 px (bottom half): the predicted disparity map says so. The
     only depth cue in the left view is the row, which vertical flips would hide, and the tiny net

