@@ -8,7 +8,7 @@
 #                                                   # schedule did not finish: it resumes
 #   bash benchmarks/gpu_run.sh --device cpu --dry-run --results /tmp/dry   # tiny sizes, CPU: checks the script
 #
-# Options: --device cuda|cpu (cuda), --results DIR (gpu_results), --budget SECONDS this call may
+# Options: --fetch-wheels (alone, see below), --device cuda|cpu (cuda), --results DIR (gpu_results), --budget SECONDS this call may
 # take in all (540), --dry-run (tiny sizes and one training step: seconds on a CPU; the Triton
 # kernels then run in Triton's interpreter).
 #
@@ -24,11 +24,24 @@
 # Then DIR.tar.gz (DIR without checkpoints) and the newest last.ckpt are copied to $OUT if set.
 #
 # A bare GPU machine (results/gpu_h100.md) lacked jsonargparse, omegaconf,
-# antlr4-python3-runtime, docstring-parser, typeshed-client, mlxtend and wandb. Fetch their wheels
-# into .whl/ beforehand (the device tool's README says how; carry .whl): they are installed into
-# /tmp/site here. Logging uses the CSV logger, so W&B is not needed.
+# antlr4-python3-runtime, docstring-parser, typeshed-client and mlxtend. On a machine with the
+# package registry, `bash benchmarks/gpu_run.sh --fetch-wheels` downloads their wheels (the versions
+# installed there, for Python 3.12) into .whl/; carry .whl and this script installs them into
+# /tmp/site before anything else. Logging uses the CSV logger, so W&B is not needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+WHEELS=(jsonargparse omegaconf antlr4-python3-runtime docstring-parser typeshed-client mlxtend)
+if [ "${1:-}" = --fetch-wheels ]; then
+  mkdir -p .whl
+  for name in "${WHEELS[@]}"; do
+    version=$(python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name")
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d .whl "$name==$version"
+  done
+  ls .whl
+  exit 0
+fi
 
 device=cuda results=gpu_results budget=540 dry=0
 while [ $# -gt 0 ]; do
