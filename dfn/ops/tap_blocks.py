@@ -1,4 +1,5 @@
-"""Portable dynamic local filtering on blocks of tap rows: the pure-PyTorch path on CUDA GPUs.
+"""The ``"blocks"`` backend: portable dynamic local filtering on blocks of tap rows (``"auto"``
+uses it on CUDA GPUs).
 
 Each block of tap rows is one broadcast multiply of the shifted windows (a strided view of the
 padded input) with the filters, then one reduction, or for ``dx`` one ``F.fold`` that scatters

@@ -1,5 +1,5 @@
-"""Portable dynamic local filtering, one tap at a time: the pure-PyTorch path on every device but
-CUDA GPUs.
+"""The ``"loop"`` backend: portable dynamic local filtering, one tap at a time (``"auto"`` uses it
+on the CPU where the C kernel cannot run, and on devices other than CUDA GPUs).
 
 Each tap is one multiply-accumulate of a shifted window (a strided view of the padded input) into
 an output that stays in cache, so nothing larger than the output is ever allocated, and only
