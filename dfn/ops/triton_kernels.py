@@ -34,10 +34,13 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
-def _tile(pix, H, W, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr, sign: tl.constexpr):
-    """Taps ``t (T_BLOCK,)``, their validity, and the pixels ``(T_BLOCK, P)`` that pixel block
-    ``pix`` reads through each tap (``sign = 1``) or is read by (``sign = -1``), with a mask of
-    the ones inside the image."""
+def _tile(H, W, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr,
+          sign: tl.constexpr):
+    """This program's sample ``b`` and pixels ``pix (P_BLOCK,)``; taps ``t (T_BLOCK,)``, their
+    validity, and the pixels ``(T_BLOCK, P_BLOCK)`` that ``pix`` reads through each tap
+    (``sign = 1``) or is read by (``sign = -1``), with a mask of the ones inside the image."""
+    b = tl.program_id(1).to(tl.int64)
+    pix = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
     t = tl.arange(0, T_BLOCK)
     t_ok = t < KH * KW
     dy = t // KW - KH // 2
@@ -47,7 +50,7 @@ def _tile(pix, H, W, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr, 
     sy = y[None, :] + sign * dy[:, None]
     sx = x[None, :] + sign * dx[:, None]
     inside = t_ok[:, None] & (pix < H * W)[None, :] & (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W)
-    return t, t_ok, sy * W + sx, inside
+    return b, pix, t, t_ok, sy * W + sx, inside
 
 
 @triton.jit
@@ -80,10 +83,8 @@ def _forward_kernel(x_ptr, f_ptr, bias_ptr, out_ptr, C, H, W, bias_b_stride, bia
                     KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr,
                     P_BLOCK: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr,
                     ACC: tl.constexpr):
-    b = tl.program_id(1).to(tl.int64)
-    pix = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
+    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, T_BLOCK, P_BLOCK, 1)
     HW = H * W
-    t, t_ok, src, inside = _tile(pix, H, W, KH, KW, T_BLOCK, 1)
     p = _probabilities(f_ptr, b, t, t_ok, pix, HW, KH, KW, SOFTMAX, ACC)
     for c in range(C):
         v = _shifted(x_ptr, bias_ptr, b, c, C, HW, src, inside, bias_b_stride, bias_c_stride,
@@ -97,10 +98,8 @@ def _grad_filters_kernel(x_ptr, f_ptr, bias_ptr, g_ptr, df_ptr, C, H, W, bias_b_
                          bias_c_stride, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr,
                          P_BLOCK: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr,
                          ACC: tl.constexpr):
-    b = tl.program_id(1).to(tl.int64)
-    pix = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
+    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, T_BLOCK, P_BLOCK, 1)
     HW = H * W
-    t, t_ok, src, inside = _tile(pix, H, W, KH, KW, T_BLOCK, 1)
     dp = tl.zeros((T_BLOCK, P_BLOCK), dtype=ACC)
     for c in range(C):
         v = _shifted(x_ptr, bias_ptr, b, c, C, HW, src, inside, bias_b_stride, bias_c_stride,
@@ -119,10 +118,8 @@ def _grad_filters_kernel(x_ptr, f_ptr, bias_ptr, g_ptr, df_ptr, C, H, W, bias_b_
 def _grad_input_kernel(p_ptr, g_ptr, dx_ptr, dsum_ptr, C, H, W, KH: tl.constexpr,
                        KW: tl.constexpr, T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr,
                        ACC: tl.constexpr):
-    b = tl.program_id(1).to(tl.int64)
-    pix = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
-    HW = H * W
-    t, t_ok, src, inside = _tile(pix, H, W, KH, KW, T_BLOCK, -1)     # the pixels that read pix
+    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, T_BLOCK, P_BLOCK, -1)
+    HW = H * W     # the pixels that read pix
     p = tl.load(p_ptr + b * (KH * KW) * HW + t[:, None] * HW + src, mask=inside,
                 other=0.0).to(ACC)
     total = tl.zeros((P_BLOCK,), dtype=ACC)
