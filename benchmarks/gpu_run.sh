@@ -14,7 +14,8 @@
 #
 # Stages, in order; a stage whose result is already in DIR is skipped, so a second call continues:
 #   tests.log       the CUDA op tests (every backend) and the Triton tests; step parity GPU/CPU
-#   ops.json        benchmarks/ops.py --softmax: every backend against the bandwidth bound
+#   ops.json        benchmarks/ops.py --softmax: every backend against the bandwidth bound (eager;
+#                   the compiled training steps below are what decides a default)
 #   train_*.json    benchmarks/train_throughput.py for each backend, then compiled (default,
 #                   reduce-overhead) with the fastest; backend.txt names the fastest eager one
 #   run/            fit from results/checkpoints/moving_mnist_dfn_h100_step3920.ckpt (or the
@@ -87,7 +88,7 @@ if [ "$dry" = 1 ]; then
   accelerator=cpu
 else
   tests=(tests/test_ops_cuda.py tests/test_ops_triton.py)
-  ops=(--compile)
+  ops=()
   train=(--warmup 3 --steps 20 --profile)
   backends=(blocks loop triton) compile_modes=(true reduce-overhead)
   fit=(--data.init_args.num_workers 8)
