@@ -27,7 +27,7 @@ rounded once at the end (so the error is about one rounding of the output, not o
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -43,65 +43,76 @@ from dfn.ops.geometry import KernelSize, kernel_hw
 PORTABLE = {"loop": tap_loop, "blocks": tap_blocks}
 
 
-def _forward(x: Tensor, f7: Tensor, backend: str) -> Tensor:
+class Geometry(NamedTuple):
+    """What every face of the op needs besides its two tensors."""
+    shared: bool     # one filter for all channels (N = Cf = 1)
+    kh: int
+    kw: int
+    channels: int    # C of x
+    backend: str     # "c", "loop" or "blocks"
+
+
+def _forward(x: Tensor, f7: Tensor, g: Geometry) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
-    if backend == "c":
+    if g.backend == "c":
         return cpu_kernel.forward(x, f7.reshape(B, kh * kw, H, W), kh, kw)[:, None]
-    return PORTABLE[backend].forward(x, f7)
+    return PORTABLE[g.backend].forward(x, f7)
 
 
-def _grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int, backend: str) -> Tensor:
+def _grad_filters(x: Tensor, g5: Tensor, g: Geometry) -> Tensor:
     """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W)."""
     B, N, Co, H, W = g5.shape
-    if backend == "c":
-        return cpu_kernel.grad_filters(x, g5[:, 0], kh, kw).view(B, 1, 1, kh, kw, H, W)
-    return PORTABLE[backend].grad_filters(x, g5, shared, kh, kw)
+    if g.backend == "c":
+        return cpu_kernel.grad_filters(x, g5[:, 0], g.kh, g.kw).view(B, 1, 1, g.kh, g.kw, H, W)
+    return PORTABLE[g.backend].grad_filters(x, g5, g.shared, g.kh, g.kw)
 
 
-def _grad_input(f7: Tensor, g5: Tensor, channels: int, backend: str) -> Tensor:
+def _grad_input(f7: Tensor, g5: Tensor, g: Geometry) -> Tensor:
     """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
-    if backend == "c":
+    if g.backend == "c":
         return cpu_kernel.grad_input(f7.reshape(B, kh * kw, H, W), g5[:, 0], kh, kw)
-    return PORTABLE[backend].grad_input(f7, g5, channels)
+    return PORTABLE[g.backend].grad_input(f7, g5, g.channels)
 
 
-class _Bilinear(torch.autograd.Function):
-    """One of the three faces of the bilinear map ``<dout, forward(x, f)>``.
+Gradient = Callable[[Tensor, Tensor, Tensor, Geometry], Tensor]   # (a, b, grad, geometry) -> grad of a or b
 
-    ``forward(x, f) -> out``, ``grad_input(f, dout) -> dx`` and ``grad_filters(x, dout) -> df``;
-    the gradient of each face is built from the other two, so any order of derivative works.
-    """
 
-    @staticmethod
-    def forward(ctx, face: str, a: Tensor, b: Tensor, shared: bool, kh: int, kw: int,
-                channels: int, backend: str) -> Tensor:
-        ctx.geometry = (face, shared, kh, kw, channels, backend)
-        ctx.save_for_backward(a, b)
-        if face == "forward":
-            return _forward(a, b, backend)
-        if face == "grad_input":
-            return _grad_input(a, b, channels, backend)
-        return _grad_filters(a, b, shared, kh, kw, backend)
+def _face(compute: Callable[[Tensor, Tensor, Geometry], Tensor], da: Gradient, db: Gradient
+          ) -> type[torch.autograd.Function]:
+    """An autograd.Function ``apply(a, b, geometry) -> compute(a, b, geometry)`` that saves only
+    ``a`` and ``b``; ``da`` and ``db`` give the gradients of ``a`` and ``b`` from the output's."""
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        face, shared, kh, kw, channels, backend = ctx.geometry
-        a, b = ctx.saved_tensors
-        geometry = (shared, kh, kw, channels, backend)
-        need_a, need_b = ctx.needs_input_grad[1:3]
-        da = db = None
-        if face == "forward":                       # a = x, b = f, grad = dout
-            da = _Bilinear.apply("grad_input", b, grad, *geometry) if need_a else None
-            db = _Bilinear.apply("grad_filters", a, grad, *geometry) if need_b else None
-        elif face == "grad_input":                  # a = f, b = dout, grad = d(dx)
-            da = _Bilinear.apply("grad_filters", grad, b, *geometry) if need_a else None
-            db = _Bilinear.apply("forward", grad, a, *geometry) if need_b else None
-        else:                                       # a = x, b = dout, grad = d(df)
-            da = _Bilinear.apply("grad_input", grad, b, *geometry) if need_a else None
-            db = _Bilinear.apply("forward", a, grad, *geometry) if need_b else None
-        return None, da, db, None, None, None, None, None
+    class Face(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a: Tensor, b: Tensor, geometry: Geometry) -> Tensor:
+            ctx.geometry = geometry
+            ctx.save_for_backward(a, b)
+            return compute(a, b, geometry)
+
+        @staticmethod
+        def backward(ctx, grad: Tensor):
+            a, b = ctx.saved_tensors
+            need_a, need_b = ctx.needs_input_grad[:2]
+            return (da(a, b, grad, ctx.geometry) if need_a else None,
+                    db(a, b, grad, ctx.geometry) if need_b else None, None)
+
+    Face.__name__ = Face.__qualname__ = compute.__name__.strip("_").title().replace("_", "")
+    return Face
+
+
+# The bilinear map <dout, forward(x, f)> has three faces; the gradient of each is built from the
+# other two, so any order of derivative works:
+#   forward(x, f) -> out          d/dx = grad_input(f, dout)    d/df = grad_filters(x, dout)
+#   grad_input(f, dout) -> dx     d/df = grad_filters(ddx, dout)  d/ddout = forward(ddx, f)
+#   grad_filters(x, dout) -> df   d/dx = grad_input(ddf, dout)    d/ddout = forward(x, ddf)
+_Forward = _face(_forward, lambda x, f, dout, g: _GradInput.apply(f, dout, g),
+                 lambda x, f, dout, g: _GradFilters.apply(x, dout, g))
+_GradInput = _face(_grad_input, lambda f, dout, ddx, g: _GradFilters.apply(ddx, dout, g),
+                   lambda f, dout, ddx, g: _Forward.apply(ddx, f, g))
+_GradFilters = _face(_grad_filters, lambda x, dout, ddf, g: _GradInput.apply(ddf, dout, g),
+                     lambda x, dout, ddf, g: _Forward.apply(x, ddf, g))
 
 
 def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor]) -> bool:
@@ -172,5 +183,5 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         filters = torch.softmax(filters, dim=tap_dim)
     f7 = filters.unflatten(tap_dim, (kh, kw))
     f7 = f7[:, None, None] if shared else f7                    # (B, N, Cf, kh, kw, H, W)
-    out = _Bilinear.apply("forward", x, f7, shared, kh, kw, x.shape[1], backend)
+    out = _Forward.apply(x, f7, Geometry(shared, kh, kw, x.shape[1], backend))
     return out[:, 0] if shared else out[:, :, 0]
