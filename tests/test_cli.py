@@ -90,7 +90,10 @@ def test_predict_writes_pngs_and_refuses_to_overwrite(tmp_path, capsys, fit, tin
     with pytest.raises(SystemExit):
         main(args)
     assert "already exist" in capsys.readouterr().err
+    for p in pngs:
+        os.utime(p, ns=(0, 0))                                  # so a rewrite is visible
     DfnCLI(args=args + ["--trainer.callbacks.init_args.overwrite", "true"])
+    assert all(p.stat().st_mtime_ns > 0 for p in pngs)         # each one rewritten
 
 
 @pytest.mark.parametrize("args,message", [
