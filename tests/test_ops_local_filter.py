@@ -127,10 +127,13 @@ def test_half_precision_accumulates_in_float32(dtype, n, backend):
         assert ((ours.double() - exact).abs() <= tol).all()
 
 
-def test_mixed_dtypes_promote():
+def test_mixed_dtypes_promote_before_the_backend_is_chosen():
     x = torch.randn(1, 1, 5, 5, dtype=torch.bfloat16)
     f = torch.randn(1, 9, 5, 5)
     assert dynamic_local_filter(x, f, 3).dtype == torch.float32
+    if cpu_kernel.library() is not None:                         # float32 after promotion: "c" runs
+        torch.testing.assert_close(dynamic_local_filter(x, f, 3, backend="c"),
+                                   local_filter_reference(x.float(), f, 3))
 
 
 @pytest.mark.parametrize("softmax", [False, True])

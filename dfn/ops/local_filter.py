@@ -167,17 +167,18 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
     """
     kh, kw = kernel_hw(kernel_size)
     shared = _check(x, filters, kh, kw, bias)
-    backend = backends.resolve(backend, x, shared)
     dtype = torch.promote_types(x.dtype, filters.dtype)
     if bias is not None:
         dtype = torch.promote_types(dtype, bias.dtype)
+        bias = bias.to(dtype)
+    x, filters = x.to(dtype), filters.to(dtype)
+    backend = backends.resolve(backend, x, shared)
     if backend == "triton":
         return backends.triton_ops().local_filter(
-            x.to(dtype).contiguous(), filters.to(dtype).contiguous(),
-            None if bias is None else bias.to(dtype).contiguous(), kh, kw, softmax)
+            x.contiguous(), filters.contiguous(), None if bias is None else bias.contiguous(),
+            kh, kw, softmax)
     if bias is not None:
         x = x + bias
-    x, filters = x.to(dtype), filters.to(dtype)
     tap_dim = 1 if shared else 3
     if softmax:
         filters = torch.softmax(filters, dim=tap_dim)
