@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
+pytest.importorskip("triton", reason="the GPU script runs the triton backend (pip install triton)")
 
 
 def run_script(results, out):
