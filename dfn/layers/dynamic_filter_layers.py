@@ -165,12 +165,15 @@ class DynamicLocalFilter(_FilterLayout):
             raise ValueError(f"theta must be (B, {self.theta_channels}, H, W) matching x "
                              f"{tuple(x.shape)}; got {tuple(theta.shape)}")
         if self.separable:
-            filters, bias = self.split(theta)
-            return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias,
-                                        backend=self.backend)
+            return self.filter_with(x, *self.split(theta))
         filters, bias = self._split(theta)
         return dynamic_local_filter(x, filters, (self.kh, self.kw), softmax=self.softmax,
                                     bias=bias, backend=self.backend)
+
+    def filter_with(self, x: Tensor, filters: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """Apply filters and bias from :meth:`split` to ``x (B, C, H, W)`` (for a caller that
+        needs the filters too, so that they are normalised once)."""
+        return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias, backend=self.backend)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", separable={self.separable}, backend={self.backend!r}"

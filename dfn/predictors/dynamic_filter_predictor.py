@@ -87,9 +87,12 @@ class DynamicFilterPredictor(nn.Module):
                 hidden = self._advance(torch.cat(history, dim=1), hidden)
                 continue
             theta, hidden = self.net(torch.cat(history, dim=1), hidden)
-            predictions.append(self.filter(frame, theta))
-            if return_filters:
-                filters.append(self.filter.split(theta)[0])
+            if return_filters:                          # normalise once, keep the filters
+                step_filters, bias = self.filter.split(theta)
+                predictions.append(self.filter.filter_with(frame, step_filters, bias))
+                filters.append(step_filters)
+            else:
+                predictions.append(self.filter(frame, theta))
         return torch.stack(predictions, 1), (torch.stack(filters, 1) if return_filters else None)
 
     def _advance(self, x: Tensor, hidden: Optional[Tensor]) -> Optional[Tensor]:
