@@ -56,6 +56,10 @@ def main() -> None:
     parser.add_argument("--single-pair", action="store_true", help="stereo: fit and test on the same pairs "
                         "(configs/stereo_single_pair.yaml)")
     parser.add_argument("--layout", choices=["layers", "street"], default="street", help="stereo scenes (default street)")
+    parser.add_argument("--max-disparity", type=float, default=5.0,
+                        help="stereo: largest disparity in px at the working size (default 5)")
+    parser.add_argument("--size", type=int, default=64, help="working size, square (default 64); scenes are "
+                        "rendered at twice it")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="--KEY=VALUE", help="extra config override")
     args = parser.parse_args()
@@ -68,12 +72,13 @@ def main() -> None:
             dfn("pack", args.clip, str(data), "--size", "64", "64", "--grayscale", "--no-progress")
         config = ["--config", "configs/highway.yaml"]
     else:
-        data = work / f"stereo_{args.layout}_{args.pairs}.h5"
-        scenes = work / f"scenes_{args.layout}_{args.pairs}"
+        name = f"{args.layout}_{args.pairs}_d{args.max_disparity:g}_s{args.size}"
+        data, scenes = work / f"stereo_{name}.h5", work / f"scenes_{name}"
         if not data.exists():
-            dfn("scenes", "stereo", str(scenes), "--count", str(args.pairs), "--size", "128", "128",
-                "--max-disparity", "10", "--layout", args.layout)
-            dfn("pack", str(scenes / "left"), str(scenes / "right"), str(data), "--size", "64", "64",
+            rendered = str(2 * args.size)
+            dfn("scenes", "stereo", str(scenes), "--count", str(args.pairs), "--size", rendered, rendered,
+                "--max-disparity", str(2 * args.max_disparity), "--layout", args.layout)
+            dfn("pack", str(scenes / "left"), str(scenes / "right"), str(data), "--size", str(args.size), str(args.size),
                 "--disparity", str(scenes / "disparity"), "--no-progress")
         config = ["--config", "configs/stereo.yaml"]
         if args.single_pair:

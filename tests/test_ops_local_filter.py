@@ -61,6 +61,54 @@ def test_delta_filter_shifts_by_its_offset_from_the_anchor(kernel, backend):
         assert torch.equal(filter_on(backend, x, f, kernel), expected), (u, v)
 
 
+# (kernel, origin): one-sided rows (rectified stereo), a window beside the pixel, one far outside
+ORIGINS = [((1, 5), (0, 0)), ((3, 4), (-2, 1)), ((2, 3), (1, 2)), ((1, 3), (0, -12)), ((3, 3), None)]
+
+
+@pytest.mark.parametrize("kernel,origin", ORIGINS)
+def test_a_window_origin_moves_every_tap(kernel, origin, backend):
+    """Tap (u, v) with origin (oy, ox) reads pixel (y + oy + u, x + ox + v), zero outside: checked
+    pixel by pixel, independently of the op's geometry code."""
+    kh, kw = kernel
+    oy, ox = origin or (-(kh // 2), -(kw // 2))
+    x = torch.arange(2 * 6 * 7, dtype=f64).view(1, 2, 6, 7) + 1
+    for u in range(kh):
+        for v in range(kw):
+            f = torch.zeros(1, kh * kw, 6, 7, dtype=f64)
+            f[:, u * kw + v] = 1
+            expected = torch.zeros_like(x)
+            for y in range(6):
+                for i in range(7):
+                    sy, sx = y + oy + u, i + ox + v
+                    if 0 <= sy < 6 and 0 <= sx < 7:
+                        expected[..., y, i] = x[..., sy, sx]
+            assert torch.equal(filter_on(backend, x, f, kernel, origin=origin), expected), (u, v)
+
+
+@pytest.mark.parametrize("kernel,origin", ORIGINS[:4])
+@pytest.mark.parametrize("n", [None, 2])
+def test_gradcheck_with_an_origin(kernel, origin, n, backend):
+    x, f = make(1, 2, 4, 6, kernel, n, requires_grad=True)
+    bias = torch.randn(1, 1, 4, 6, dtype=f64, requires_grad=True) if n is None else None
+
+    def op(x, f, *bias):
+        return filter_on(backend, x, f, kernel, softmax=True, origin=origin,
+                         bias=bias[0] if bias else None)
+
+    inputs = [x, f] + ([bias] if bias is not None else [])
+    assert gradcheck(op, inputs)
+    assert gradgradcheck(op, inputs)
+    torch.testing.assert_close(op(*inputs), local_filter_reference(
+        x, f, kernel, softmax=True, origin=origin, bias=bias), rtol=1e-12, atol=1e-12)
+
+
+def test_a_bad_origin_is_refused():
+    x, f = torch.randn(1, 1, 5, 5), torch.randn(1, 3, 5, 5)
+    for origin in ((0,), (0.5, 0), "00", (True, 0)):
+        with pytest.raises(ValueError, match=r"origin must be a pair \(oy, ox\) of ints"):
+            dynamic_local_filter(x, f, (1, 3), origin=origin)
+
+
 def test_softmax_filters_preserve_a_constant_image_away_from_borders():
     x = torch.full((2, 3, 16, 16), 0.7, dtype=f64)
     out = dynamic_local_filter(x, torch.randn(2, 81, 16, 16, dtype=f64), 9, softmax=True)

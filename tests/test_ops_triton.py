@@ -44,6 +44,21 @@ def test_values_and_gradients_match_the_oracle(kernel, C, bias_channels, softmax
         torch.testing.assert_close(ours, oracle, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel,origin", [((1, 5), (0, 0)), ((3, 4), (-2, 1)), ((2, 3), (1, -6))])
+def test_an_origin_matches_the_oracle(kernel, origin):
+    """One-sided and shifted windows: values and every gradient equal the oracle's."""
+    x, f, bias = inputs(2, 3, 6, 8, kernel, 1)
+    results = []
+    for backend in ("triton", "loop"):
+        out = dynamic_local_filter(x, f, kernel, softmax=True, bias=bias, origin=origin, backend=backend)
+        g = torch.linspace(-1, 1, out.numel(), dtype=f64, device=DEVICE).view_as(out)
+        results.append([out, *torch.autograd.grad(out, (x, f, bias), g)])
+    ref = local_filter_reference(x, f, kernel, softmax=True, bias=bias, origin=origin)
+    torch.testing.assert_close(results[0][0], ref, rtol=1e-12, atol=1e-12)
+    for ours, oracle in zip(*results):
+        torch.testing.assert_close(ours, oracle, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kernel,C,bias_channels,softmax", [((3, 2), 2, 1, True), ((2, 3), 2, 2, False)])
 def test_gradcheck_float64(kernel, C, bias_channels, softmax):
     x, f, bias = inputs(1, C, 3, 4, kernel, bias_channels)
@@ -78,7 +93,7 @@ def test_half_precision_accumulates_in_float32(dtype):
 def test_the_custom_op_is_registered_correctly():
     """torch.library's own checks: schema, fake (meta) kernel, autograd registration."""
     x, f, bias = inputs(1, 2, 5, 6, (3, 3), 1)
-    for args in ((x, f, bias, 3, 3, True), (x, f, None, 3, 3, False)):
+    for args in ((x, f, bias, [3, 3, -1, -1], True), (x, f, None, [3, 3, 0, 0], False)):
         checks = torch.library.opcheck(triton_ops().local_filter, args)
         assert checks and set(checks.values()) == {"SUCCESS"}, checks
 

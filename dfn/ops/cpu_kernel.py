@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dfn import native_build
+from dfn.ops.geometry import Window
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 FLAG_SETS = (["-O3", "-march=native", "-fopenmp", "-std=c99", "-shared", "-fPIC"],
@@ -53,30 +54,30 @@ def _filter_strides(f: Tensor) -> tuple[Tensor, int, int, int]:
     return f, f.stride(0), f.stride(1), f.stride(2)
 
 
-def _image_op(name: str, image: Tensor, f: Tensor, kh: int, kw: int) -> Tensor:
+def _image_op(name: str, image: Tensor, f: Tensor, w: Window) -> Tensor:
     """The two kernels that map (image, shared filters) to an image: forward and grad_input."""
     image = image.contiguous()
     f, fsb, fst, fsh = _filter_strides(f)
     B, C, H, W = image.shape
     out = torch.empty_like(image)
-    _run(name, image.dtype, image, f, out, C, H, W, kh, kw, fsb, fst, fsh, B)
+    _run(name, image.dtype, image, f, out, C, H, W, *w, fsb, fst, fsh, B)
     return out
 
 
-def forward(x: Tensor, f: Tensor, kh: int, kw: int) -> Tensor:
+def forward(x: Tensor, f: Tensor, w: Window) -> Tensor:
     """``x (B, C, H, W)``, shared ``f (B, kh*kw, H, W)`` -> ``(B, C, H, W)``."""
-    return _image_op("dlf_forward", x, f, kh, kw)
+    return _image_op("dlf_forward", x, f, w)
 
 
-def grad_input(f: Tensor, g: Tensor, kh: int, kw: int) -> Tensor:
+def grad_input(f: Tensor, g: Tensor, w: Window) -> Tensor:
     """Shared ``f (B, kh*kw, H, W)``, ``g (B, C, H, W)`` -> ``dx (B, C, H, W)``."""
-    return _image_op("dlf_grad_input", g, f, kh, kw)
+    return _image_op("dlf_grad_input", g, f, w)
 
 
-def grad_filters(x: Tensor, g: Tensor, kh: int, kw: int) -> Tensor:
+def grad_filters(x: Tensor, g: Tensor, w: Window) -> Tensor:
     """``x, g (B, C, H, W)`` -> ``df (B, kh*kw, H, W)``."""
     x, g = x.contiguous(), g.contiguous()
     B, C, H, W = x.shape
-    df = torch.empty((B, kh * kw, H, W), dtype=x.dtype)
-    _run("dlf_grad_filters", x.dtype, x, g, df, C, H, W, kh, kw, B)
+    df = torch.empty((B, w.taps, H, W), dtype=x.dtype)
+    _run("dlf_grad_filters", x.dtype, x, g, df, C, H, W, *w, B)
     return df

@@ -7,7 +7,8 @@
  *
  * Layout: x, g, out, dx are contiguous (B, C, H, W); filters f (B, T, H, W) with T = kh * kw taps
  * (t = u * kw + v) may have any batch/tap/row strides but unit column stride; df is contiguous.
- * Tap (u, v) at pixel (y, x) reads x[y + u - kh/2, x + v - kw/2], zero outside the image.
+ * Tap (u, v) at pixel (y, x) reads x[y + oy + u, x + ox + v], zero outside the image; (oy, ox) is the
+ * window's origin (centred: oy = -(kh/2), ox = -(kw/2); any integers work).
  *
  * Each thread handles whole samples, so every output element has one writer (no atomics). Per
  * sample it works on a zero-padded copy of the image (x, or the gradient of x), which removes
@@ -18,17 +19,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Copy x[b] (C, H, W) into the interior of the zeroed padded buffer xp (C, H + kh - 1, W + kw - 1). */
-#define PAD_INTO(T, xp, xb, C, H, W, kh, kw)                                                     \
-    for (long c_ = 0; c_ < (C); ++c_)                                                             \
-        for (long y_ = 0; y_ < (H); ++y_)                                                         \
-            memcpy((xp) + (c_ * ((H) + (kh) - 1) + y_ + (kh) / 2) * ((W) + (kw) - 1) + (kw) / 2,   \
-                   (xb) + (c_ * (H) + y_) * (W), (W) * sizeof(T))
+static long max_l(long a, long b) { return a > b ? a : b; }
+static long min_l(long a, long b) { return a < b ? a : b; }
+
+/* Copy between an image (C, H, W) and its window region (C, H + kh - 1, W + kw - 1), whose pixel
+ * (i, j) is image pixel (i + oy, j + ox): TO_REGION fills the region's part inside the image (the
+ * rest stays as it is: zeros), FROM_REGION writes every image pixel (zero where the region does
+ * not reach). */
+#define IMAGE_SPAN(H, W, kh, kw, oy, ox)                                                          \
+    const long y0_ = max_l(0, oy), y1_ = min_l(H, H + kh - 1 + oy);                               \
+    const long x0_ = max_l(0, ox), x1_ = min_l(W, W + kw - 1 + ox);                               \
+    const long Hp_ = H + kh - 1, Wp_ = W + kw - 1
+#define TO_REGION(T, xp, xb, C, H, W, kh, kw, oy, ox) do {                                        \
+    IMAGE_SPAN(H, W, kh, kw, oy, ox);                                                             \
+    if (x1_ > x0_)                                                                                \
+        for (long c_ = 0; c_ < (C); ++c_)                                                         \
+            for (long y_ = y0_; y_ < y1_; ++y_)                                                   \
+                memcpy((xp) + (c_ * Hp_ + y_ - (oy)) * Wp_ + x0_ - (ox),                          \
+                       (xb) + (c_ * (H) + y_) * (W) + x0_, (x1_ - x0_) * sizeof(T));              \
+} while (0)
+#define FROM_REGION(T, xb, xp, C, H, W, kh, kw, oy, ox) do {                                      \
+    IMAGE_SPAN(H, W, kh, kw, oy, ox);                                                             \
+    if (y0_ > 0 || y1_ < (H) || x0_ > 0 || x1_ < (W))                                             \
+        memset((xb), 0, (C) * (H) * (W) * sizeof(T));                                             \
+    if (x1_ > x0_)                                                                                \
+        for (long c_ = 0; c_ < (C); ++c_)                                                         \
+            for (long y_ = y0_; y_ < y1_; ++y_)                                                   \
+                memcpy((xb) + (c_ * (H) + y_) * (W) + x0_,                                        \
+                       (xp) + (c_ * Hp_ + y_ - (oy)) * Wp_ + x0_ - (ox), (x1_ - x0_) * sizeof(T)); \
+} while (0)
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                \
 /* out[b, c, y, :] = sum_t f[b, t, y, :] * xpad[b, c, y + u, : + v] */                          \
 int dlf_forward_##SUFFIX(const T *x, const T *f, T *out, long C, long H, long W, long kh,       \
-                         long kw, long fsb, long fst, long fsh, long B, int threads) {               \
+                         long kw, long oy, long ox, long fsb, long fst, long fsh, long B, int threads) {               \
     const long Hp = H + kh - 1, Wp = W + kw - 1;                                                  \
     int failed = 0;                                                                               \
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                              \
@@ -38,7 +62,7 @@ int dlf_forward_##SUFFIX(const T *x, const T *f, T *out, long C, long H, long W,
     _Pragma("omp for schedule(static)")                                                           \
     for (long b = 0; b < B; ++b) {                                                                \
         if (!xp) continue;                                                                        \
-        PAD_INTO(T, xp, x + b * C * H * W, C, H, W, kh, kw);                                      \
+        TO_REGION(T, xp, x + b * C * H * W, C, H, W, kh, kw, oy, ox);                                      \
         memset(out + b * C * H * W, 0, C * H * W * sizeof(T));                                   \
         for (long t = 0; t < kh * kw; ++t) {                                                      \
             const long u = t / kw, v = t % kw;                                                    \
@@ -59,7 +83,7 @@ int dlf_forward_##SUFFIX(const T *x, const T *f, T *out, long C, long H, long W,
                                                                                                   \
 /* df[b, t, y, :] = sum_c g[b, c, y, :] * xpad[b, c, y + u, : + v] */                           \
 int dlf_grad_filters_##SUFFIX(const T *x, const T *g, T *df, long C, long H, long W, long kh,   \
-                              long kw, long B, int threads) {                                        \
+                              long kw, long oy, long ox, long B, int threads) {                                        \
     const long Hp = H + kh - 1, Wp = W + kw - 1;                                                  \
     int failed = 0;                                                                               \
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                              \
@@ -69,7 +93,7 @@ int dlf_grad_filters_##SUFFIX(const T *x, const T *g, T *df, long C, long H, lon
     _Pragma("omp for schedule(static)")                                                           \
     for (long b = 0; b < B; ++b) {                                                                \
         if (!xp) continue;                                                                        \
-        PAD_INTO(T, xp, x + b * C * H * W, C, H, W, kh, kw);                                      \
+        TO_REGION(T, xp, x + b * C * H * W, C, H, W, kh, kw, oy, ox);                                      \
         for (long t = 0; t < kh * kw; ++t) {                                                      \
             const long u = t / kw, v = t % kw;                                                    \
             for (long y = 0; y < H; ++y) {                                                        \
@@ -91,7 +115,7 @@ int dlf_grad_filters_##SUFFIX(const T *x, const T *g, T *df, long C, long H, lon
                                                                                                   \
 /* dxpad[b, c, y + u, : + v] += f[b, t, y, :] * g[b, c, y, :]; dx = interior of dxpad */        \
 int dlf_grad_input_##SUFFIX(const T *g, const T *f, T *dx, long C, long H, long W, long kh,     \
-                            long kw, long fsb, long fst, long fsh, long B, int threads) {            \
+                            long kw, long oy, long ox, long fsb, long fst, long fsh, long B, int threads) {            \
     const long Hp = H + kh - 1, Wp = W + kw - 1;                                                  \
     int failed = 0;                                                                               \
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                              \
@@ -113,10 +137,7 @@ int dlf_grad_input_##SUFFIX(const T *g, const T *f, T *dx, long C, long H, long 
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \
-        for (long c = 0; c < C; ++c)                                                              \
-            for (long y = 0; y < H; ++y)                                                          \
-                memcpy(dx + ((b * C + c) * H + y) * W,                                            \
-                       dxp + (c * Hp + y + kh / 2) * Wp + kw / 2, W * sizeof(T));                 \
+        FROM_REGION(T, dx + b * C * H * W, dxp, C, H, W, kh, kw, oy, ox);                         \
     }                                                                                             \
     free(dxp);                                                                                    \
     }                                                                                             \

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dfn.ops.geometry import pad
+from dfn.ops.geometry import pad, window
 
 
 def dynamic_conv(x: Tensor, filters: Tensor, *, softmax: bool = False) -> Tensor:
@@ -39,7 +39,7 @@ def dynamic_conv(x: Tensor, filters: Tensor, *, softmax: bool = False) -> Tensor
     x, filters = x.to(dtype), filters.to(dtype)
     if softmax:
         filters = torch.softmax(filters.flatten(-2), -1).view(filters.shape)
-    xp = pad(x, kh, kw).reshape(1, B * C, H + kh - 1, W + kw - 1)
+    xp = pad(x, window((kh, kw))).reshape(1, B * C, H + kh - 1, W + kw - 1)
     if shared:                                                  # depthwise: one group per (b, c)
         weight = filters[:, None].expand(B, C, kh, kw).reshape(B * C, 1, kh, kw)
         return F.conv2d(xp, weight, groups=B * C).view(B, C, H, W)

@@ -1,20 +1,24 @@
-"""Kernel geometry shared by every dynamic-filtering op: sizes, the anchor, padding and windows.
+"""Kernel geometry shared by every dynamic-filtering op: sizes, the window's origin, padding, windows.
 
-Anchor convention (docs/design.md): tap ``(u, v)`` of a ``kh x kw`` filter at output pixel ``(y, x)``
-reads input pixel ``(y + u - kh // 2, x + v - kw // 2)``. For odd sizes the filter is centred;
-for even sizes the anchor (the tap that reads ``(y, x)``) is tap ``(kh // 2, kw // 2)``, so the
+Window convention (docs/design.md): tap ``(u, v)`` of a ``kh x kw`` filter at output pixel
+``(y, x)`` reads input pixel ``(y + oy + u, x + ox + v)``, where the *origin* ``(oy, ox)`` is the
+offset of tap ``(0, 0)``. The default origin ``(-(kh // 2), -(kw // 2))`` centres odd sizes; for
+even sizes the anchor (the tap that reads ``(y, x)``) is tap ``(kh // 2, kw // 2)``, so the
 window reaches one pixel further up/left than down/right (e.g. ``kh = 4``: offsets -2, -1, 0, 1).
-Outside the image the input is zero (zero padding); the output has the input's size.
+Any other integer origin is allowed: ``(0, 0)`` gives the one-sided window ``0 .. k - 1`` (twice
+the reach of a centred window for the same taps, as rectified stereo needs), and a window need
+not contain the pixel itself. Outside the image the input is zero; the output has the input's size.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 KernelSize = Union[int, tuple[int, int]]
+Origin = Optional[Sequence[int]]        # (oy, ox): the offset tap (0, 0) reads; None = centred
 
 
 def kernel_hw(kernel_size: KernelSize) -> tuple[int, int]:
@@ -31,20 +35,63 @@ def kernel_hw(kernel_size: KernelSize) -> tuple[int, int]:
     return kh, kw
 
 
-def padding(kh: int, kw: int) -> tuple[int, int, int, int]:
-    """Zero padding ``(left, right, top, bottom)`` that realises the anchor convention."""
-    return kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2
+class Window(NamedTuple):
+    """A filter's footprint: ``kh x kw`` taps, tap ``(u, v)`` reading offset ``(oy + u, ox + v)``."""
+    kh: int
+    kw: int
+    oy: int
+    ox: int
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw
+
+    @property
+    def centred(self) -> bool:
+        return (self.oy, self.ox) == (-(self.kh // 2), -(self.kw // 2))
+
+    def offsets(self, dtype: torch.dtype = torch.float32, device=None) -> tuple[Tensor, Tensor]:
+        """``(dy, dx)``, each ``(kh*kw,)``: the offset every tap reads, taps row-major."""
+        u = torch.arange(self.kh, dtype=dtype, device=device) + self.oy
+        v = torch.arange(self.kw, dtype=dtype, device=device) + self.ox
+        return u.repeat_interleave(self.kw), v.repeat(self.kh)
+
+def window(kernel_size: KernelSize, origin: Origin = None) -> Window:
+    """The :class:`Window` of ``kernel_size`` with ``origin (oy, ox)`` (``None``: centred).
+
+    Raises ``ValueError`` on a bad size or an origin that is not a pair of ints."""
+    kh, kw = kernel_hw(kernel_size)
+    if origin is None:
+        return Window(kh, kw, -(kh // 2), -(kw // 2))
+    if (not isinstance(origin, (tuple, list)) or len(origin) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in origin)):
+        raise ValueError(f"origin must be a pair (oy, ox) of ints, the offset tap (0, 0) reads; "
+                         f"got {origin!r}")
+    return Window(kh, kw, origin[0], origin[1])
 
 
-def pad(x: Tensor, kh: int, kw: int) -> Tensor:
-    """``(B, C, H, W) -> (B, C, H + kh - 1, W + kw - 1)``, zeros around the image."""
-    return F.pad(x, padding(kh, kw))
+def _block(t: Tensor, top: int, left: int, height: int, width: int) -> Tensor:
+    """``t[..., top:top + height, left:left + width]`` of ``t`` extended by zeros in every direction."""
+    h, w = t.shape[-2:]
+    pads = (max(0, -left), max(0, left + width - w), max(0, -top), max(0, top + height - h))
+    if any(pads):
+        t = F.pad(t, pads)
+    top, left = top + pads[2], left + pads[0]
+    return t[..., top:top + height, left:left + width]
 
 
-def unpad(xp: Tensor, kh: int, kw: int) -> Tensor:
-    """Inverse of :func:`pad`: the ``(B, C, H, W)`` interior view of a padded tensor."""
-    left, right, top, bottom = padding(kh, kw)
-    return xp[..., top:xp.shape[-2] - bottom, left:xp.shape[-1] - right]
+def pad(x: Tensor, w: Window) -> Tensor:
+    """``(B, C, H, W) -> (B, C, H + kh - 1, W + kw - 1)``: every pixel the window's taps read,
+    ``out[..., i, j] = x[..., i + oy, j + ox]``, zeros outside the image."""
+    H, W = x.shape[-2:]
+    return _block(x, w.oy, w.ox, H + w.kh - 1, W + w.kw - 1)
+
+
+def unpad(xp: Tensor, w: Window) -> Tensor:
+    """Inverse of :func:`pad`: ``(B, C, H, W)``, the image's pixels of a padded tensor (zero where
+    the window's region does not reach)."""
+    H, W = xp.shape[-2] - w.kh + 1, xp.shape[-1] - w.kw + 1
+    return _block(xp, -w.oy, -w.ox, H, W)
 
 
 def windows(xp: Tensor, kh: int, kw: int) -> Tensor:

@@ -5,13 +5,14 @@ Two layouts (docs/design.md), ``T = kh * kw`` taps in row-major order ``t = u * 
 * shared across channels (the paper's experiments, also RGB warping)::
 
       x (B, C, H, W), filters (B, T, H, W) -> out (B, C, H, W)
-      out[b, c, y, x] = sum_{u,v} filters[b, u*kw+v, y, x] * x[b, c, y+u-kh//2, x+v-kw//2]
+      out[b, c, y, x] = sum_{u,v} filters[b, u*kw+v, y, x] * x[b, c, y+oy+u, x+ox+v]
 
 * general, ``n`` filters over ``C`` channels (the paper's theta in R^{s x s x c_B x n x d})::
 
       x (B, C, H, W), filters (B, n, C, T, H, W) -> out (B, n, H, W), summed over channels and taps
 
-Zero padding, same output size; the anchor of even sizes is described in :mod:`dfn.ops.geometry`.
+``(oy, ox)`` is the window's origin (default centred: ``(-(kh//2), -(kw//2))``; ``(0, 0)`` reads
+offsets ``0 .. k-1``), as in :mod:`dfn.ops.geometry`. Zero padding, same output size.
 
 How it runs: one of the backends of :mod:`dfn.ops.backends`, chosen by ``backend`` ("auto":
 the fused C kernel on the CPU, the row blocks on CUDA). For ``"c"``, ``"loop"`` and ``"blocks"``
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor
 
 from dfn.ops import backends, cpu_kernel, tap_blocks, tap_loop
-from dfn.ops.geometry import KernelSize, kernel_hw
+from dfn.ops.geometry import KernelSize, Origin, Window, window
 
 # Canonical internal layout, shared by both public forms:
 #   x (B, C, H, W); filters f7 (B, N, Cf, kh, kw, H, W); out / dout g5 (B, N, Co, H, W)
@@ -46,8 +47,7 @@ PORTABLE = {"loop": tap_loop, "blocks": tap_blocks}
 class Geometry(NamedTuple):
     """What every face of the op needs besides its two tensors."""
     shared: bool     # one filter for all channels (N = Cf = 1)
-    kh: int
-    kw: int
+    window: Window   # kh, kw and the origin
     channels: int    # C of x
     backend: str     # "c", "loop" or "blocks"
 
@@ -56,24 +56,24 @@ def _forward(x: Tensor, f7: Tensor, g: Geometry) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
     if g.backend == "c":
-        return cpu_kernel.forward(x, f7.reshape(B, kh * kw, H, W), kh, kw)[:, None]
-    return PORTABLE[g.backend].forward(x, f7)
+        return cpu_kernel.forward(x, f7.reshape(B, kh * kw, H, W), g.window)[:, None]
+    return PORTABLE[g.backend].forward(x, f7, g.window)
 
 
 def _grad_filters(x: Tensor, g5: Tensor, g: Geometry) -> Tensor:
     """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W)."""
     B, N, Co, H, W = g5.shape
     if g.backend == "c":
-        return cpu_kernel.grad_filters(x, g5[:, 0], g.kh, g.kw).view(B, 1, 1, g.kh, g.kw, H, W)
-    return PORTABLE[g.backend].grad_filters(x, g5, g.shared, g.kh, g.kw)
+        return cpu_kernel.grad_filters(x, g5[:, 0], g.window).view(B, 1, 1, *g.window[:2], H, W)
+    return PORTABLE[g.backend].grad_filters(x, g5, g.shared, g.window)
 
 
 def _grad_input(f7: Tensor, g5: Tensor, g: Geometry) -> Tensor:
     """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
     if g.backend == "c":
-        return cpu_kernel.grad_input(f7.reshape(B, kh * kw, H, W), g5[:, 0], kh, kw)
-    return PORTABLE[g.backend].grad_input(f7, g5, g.channels)
+        return cpu_kernel.grad_input(f7.reshape(B, kh * kw, H, W), g5[:, 0], g.window)
+    return PORTABLE[g.backend].grad_input(f7, g5, g.channels, g.window)
 
 
 Gradient = Callable[[Tensor, Tensor, Tensor, Geometry], Tensor]   # (a, b, grad, geometry) -> grad of a or b
@@ -149,7 +149,7 @@ def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor])
 
 def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
                          softmax: bool = False, bias: Optional[Tensor] = None,
-                         backend: str = "auto") -> Tensor:
+                         origin: Origin = None, backend: str = "auto") -> Tensor:
     """Filter every pixel of ``x`` with its own generated filter.
 
     Args:
@@ -159,13 +159,16 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         kernel_size: ``k`` for ``k x k`` or ``(kh, kw)``, e.g. ``(1, 13)`` for horizontal filters.
         softmax: treat ``filters`` as logits and normalise each filter over its taps first.
         bias: dynamic per-pixel bias ``(B, 1 or C, H, W)`` added to ``x`` before filtering.
+        origin: ``(oy, ox)``, the offset tap ``(0, 0)`` reads (tap ``(u, v)`` reads ``(y + oy + u,
+            x + ox + v)``); ``None`` centres the window, ``(0, 0)`` makes it one-sided.
         backend: ``"auto"``, ``"c"``, ``"loop"``, ``"blocks"`` or ``"triton"``: which
             implementation runs (:mod:`dfn.ops.backends` says which runs where).
     Returns:
         ``(B, C, H, W)`` for shared filters, ``(B, n, H, W)`` for the general form; the dtype of
         ``x`` and ``filters`` promoted together.
     """
-    kh, kw = kernel_hw(kernel_size)
+    w = window(kernel_size, origin)
+    kh, kw = w.kh, w.kw
     shared = _check(x, filters, kh, kw, bias)
     dtype = torch.promote_types(x.dtype, filters.dtype)
     if bias is not None:
@@ -176,7 +179,7 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
     if backend == "triton":
         return backends.triton_ops().local_filter(
             x.contiguous(), filters.contiguous(), None if bias is None else bias.contiguous(),
-            kh, kw, softmax)
+            list(w), softmax)
     if bias is not None:
         x = x + bias
     tap_dim = 1 if shared else 3
@@ -184,5 +187,5 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         filters = torch.softmax(filters, dim=tap_dim)
     f7 = filters.unflatten(tap_dim, (kh, kw))
     f7 = f7[:, None, None] if shared else f7                    # (B, N, Cf, kh, kw, H, W)
-    out = _Forward.apply(x, f7, Geometry(shared, kh, kw, x.shape[1], backend))
+    out = _Forward.apply(x, f7, Geometry(shared, w, x.shape[1], backend))
     return out[:, 0] if shared else out[:, :, 0]

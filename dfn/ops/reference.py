@@ -11,17 +11,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dfn.ops.geometry import KernelSize, kernel_hw, pad
+from dfn.ops.geometry import KernelSize, Origin, pad, window
 
 
 def local_filter_reference(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
-                           softmax: bool = False, bias: Optional[Tensor] = None) -> Tensor:
+                           softmax: bool = False, bias: Optional[Tensor] = None,
+                           origin: Origin = None) -> Tensor:
     """Same contract as :func:`dfn.ops.dynamic_local_filter`, computed through ``F.unfold``."""
-    kh, kw = kernel_hw(kernel_size)
+    w = window(kernel_size, origin)
+    kh, kw = w.kh, w.kw
     if bias is not None:
         x = x + bias
     B, C, H, W = x.shape
-    cols = F.unfold(pad(x, kh, kw), (kh, kw)).view(B, C, kh * kw, H, W)
+    cols = F.unfold(pad(x, w), (kh, kw)).view(B, C, kh * kw, H, W)
     if filters.ndim == 4:                                       # (B, T, H, W): shared
         f = torch.softmax(filters, 1) if softmax else filters
         return (cols * f[:, None]).sum(2)

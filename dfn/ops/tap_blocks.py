@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dfn.ops.geometry import accumulation_dtype, pad, unpad, windows
+from dfn.ops.geometry import Window, accumulation_dtype, pad, unpad, windows
 
 BLOCK_ELEMENTS = 1 << 26                # 256 MB of float32 products at most, per block
 
@@ -34,12 +34,12 @@ def _row_blocks(kh: int, row_elements: int, filter_elements: int) -> list[slice]
     return [slice(u, min(u + rows, kh)) for u in range(0, kh, rows)]
 
 
-def forward(x: Tensor, f7: Tensor) -> Tensor:
+def forward(x: Tensor, f7: Tensor, w: Window) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
     C = x.shape[1]
     acc = accumulation_dtype(x.dtype)
-    win = windows(pad(x.to(acc), kh, kw), kh, kw)[:, None]    # (B, 1, C, kh, kw, H, W)
+    win = windows(pad(x.to(acc), w), kh, kw)[:, None]         # (B, 1, C, kh, kw, H, W)
     f7 = f7.to(acc)
     out = None
     for rows in _row_blocks(kh, B * N * C * kw * H * W, f7.numel()):
@@ -49,13 +49,13 @@ def forward(x: Tensor, f7: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-def grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tensor:
+def grad_filters(x: Tensor, g5: Tensor, shared: bool, w: Window) -> Tensor:
     """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W)."""
     B, N, Co, H, W = g5.shape
-    C = x.shape[1]
+    C, kh, kw = x.shape[1], w.kh, w.kw
     Cf = 1 if shared else C
     acc = accumulation_dtype(x.dtype)
-    win = windows(pad(x.to(acc), kh, kw), kh, kw)[:, None]    # (B, 1, C, kh, kw, H, W)
+    win = windows(pad(x.to(acc), w), kh, kw)[:, None]         # (B, 1, C, kh, kw, H, W)
     g7 = g5.to(acc)[:, :, :, None, None]                      # (B, N, Co, 1, 1, H, W)
     parts = []
     for rows in _row_blocks(kh, B * N * C * kw * H * W, B * N * Cf * kh * kw * H * W):
@@ -65,7 +65,7 @@ def grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tenso
     return df.to(x.dtype)
 
 
-def grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
+def grad_input(f7: Tensor, g5: Tensor, channels: int, w: Window) -> Tensor:
     """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W).
 
     A block of rows ``u0 .. u0 + r - 1`` reaches rows ``u0 .. u0 + H + r - 2`` of the zero-padded
@@ -86,4 +86,4 @@ def grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
             dxp = part
         else:
             dxp[:, :, rows.start:rows.start + H + r - 1] += part
-    return unpad(dxp, kh, kw).to(g5.dtype)
+    return unpad(dxp, w).to(g5.dtype)

@@ -13,16 +13,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dfn.ops.geometry import accumulation_dtype, pad, taps, unpad, windows
+from dfn.ops.geometry import Window, accumulation_dtype, pad, taps, unpad, windows
 
 
-def forward(x: Tensor, f7: Tensor) -> Tensor:
+def forward(x: Tensor, f7: Tensor, w: Window) -> Tensor:
     """``out[b,n,co] = sum_{cf,u,v} f7[b,n,cf,u,v] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Co, H, W)."""
     B, N, Cf, kh, kw, H, W = f7.shape
     C = x.shape[1]
     out = torch.zeros((B, N, C if Cf == 1 else 1, H, W), dtype=accumulation_dtype(x.dtype),
                       device=x.device)
-    win = windows(pad(x, kh, kw), kh, kw)[:, None]              # (B, 1, C, kh, kw, H, W)
+    win = windows(pad(x, w), kh, kw)[:, None]              # (B, 1, C, kh, kw, H, W)
     for cf in range(Cf):
         x_taps = taps(win if Cf == 1 else win[:, :, cf:cf + 1], 3)  # each (B, 1, C or 1, H, W)
         f_taps = taps(f7[:, :, cf:cf + 1], 3)                       # each (B, N, 1, H, W)
@@ -31,17 +31,17 @@ def forward(x: Tensor, f7: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-def grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tensor:
+def grad_filters(x: Tensor, g5: Tensor, shared: bool, w: Window) -> Tensor:
     """``df[b,n,cf,u,v] = sum_co g5[b,n,co] * shift_{u,v}(x)[b, cf or co]`` -> (B, N, Cf, kh, kw, H, W).
 
     One multiply per (filter channel, tap row) over all ``kw`` taps of the row at once: the row
     of shifted windows is a strided view, and the result is written straight into ``df``.
     """
     B, N, Co, H, W = g5.shape
-    C = x.shape[1]
+    C, kh, kw = x.shape[1], w.kh, w.kw
     Cf = 1 if shared else C
     df = torch.empty((B, N, Cf, kh, kw, H, W), dtype=x.dtype, device=x.device)
-    win = windows(pad(x, kh, kw), kh, kw)                       # (B, C, kh, kw, H, W)
+    win = windows(pad(x, w), kh, kw)                       # (B, C, kh, kw, H, W)
     exact = accumulation_dtype(x.dtype) == x.dtype
     for cf in range(Cf):
         for u in range(kh):
@@ -62,7 +62,7 @@ def grad_filters(x: Tensor, g5: Tensor, shared: bool, kh: int, kw: int) -> Tenso
     return df
 
 
-def grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
+def grad_input(f7: Tensor, g5: Tensor, channels: int, w: Window) -> Tensor:
     """``dx[b,c] = sum_{n,u,v} shift_{-u,-v}(f7[b,n,:,u,v] * g5[b,n])[c]`` -> (B, C, H, W).
 
     Accumulated window by window into a zero-padded buffer whose interior is ``dx``.
@@ -76,4 +76,4 @@ def grad_input(f7: Tensor, g5: Tensor, channels: int) -> Tensor:
         g = g5[:, n]                                            # (B, Co, H, W)
         for f_t, dst in zip(taps(f7[:, n], 2), win_taps):       # f_t (B, Cf, H, W)
             dst.addcmul_(f_t, g)
-    return unpad(dxp, kh, kw).to(g5.dtype)
+    return unpad(dxp, w).to(g5.dtype)

@@ -34,8 +34,8 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
-def _tile(H, W, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr,
-          sign: tl.constexpr):
+def _tile(H, W, KH: tl.constexpr, KW: tl.constexpr, OY: tl.constexpr, OX: tl.constexpr,
+          T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr, sign: tl.constexpr):
     """This program's sample ``b`` and pixels ``pix (P_BLOCK,)``; taps ``t (T_BLOCK,)``, their
     validity, and the pixels ``(T_BLOCK, P_BLOCK)`` that ``pix`` reads through each tap
     (``sign = 1``) or is read by (``sign = -1``), with a mask of the ones inside the image."""
@@ -43,8 +43,8 @@ def _tile(H, W, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr, P_BLO
     pix = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
     t = tl.arange(0, T_BLOCK)
     t_ok = t < KH * KW
-    dy = t // KW - KH // 2
-    dx = t % KW - KW // 2
+    dy = t // KW + OY
+    dx = t % KW + OX
     y = pix // W
     x = pix % W
     sy = y[None, :] + sign * dy[:, None]
@@ -80,10 +80,10 @@ def _shifted(x_ptr, bias_ptr, b, c, C, HW, src, inside, bias_b_stride, bias_c_st
 
 @triton.jit
 def _forward_kernel(x_ptr, f_ptr, bias_ptr, out_ptr, C, H, W, bias_b_stride, bias_c_stride,
-                    KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr,
-                    P_BLOCK: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr,
-                    ACC: tl.constexpr):
-    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, T_BLOCK, P_BLOCK, 1)
+                    KH: tl.constexpr, KW: tl.constexpr, OY: tl.constexpr, OX: tl.constexpr,
+                    T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr, SOFTMAX: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, ACC: tl.constexpr):
+    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, OY, OX, T_BLOCK, P_BLOCK, 1)
     HW = H * W
     p = _probabilities(f_ptr, b, t, t_ok, pix, HW, KH, KW, SOFTMAX, ACC)
     for c in range(C):
@@ -95,10 +95,10 @@ def _forward_kernel(x_ptr, f_ptr, bias_ptr, out_ptr, C, H, W, bias_b_stride, bia
 
 @triton.jit
 def _grad_filters_kernel(x_ptr, f_ptr, bias_ptr, g_ptr, df_ptr, C, H, W, bias_b_stride,
-                         bias_c_stride, KH: tl.constexpr, KW: tl.constexpr, T_BLOCK: tl.constexpr,
-                         P_BLOCK: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr,
-                         ACC: tl.constexpr):
-    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, T_BLOCK, P_BLOCK, 1)
+                         bias_c_stride, KH: tl.constexpr, KW: tl.constexpr, OY: tl.constexpr,
+                         OX: tl.constexpr, T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr,
+                         SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr):
+    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, OY, OX, T_BLOCK, P_BLOCK, 1)
     HW = H * W
     dp = tl.zeros((T_BLOCK, P_BLOCK), dtype=ACC)
     for c in range(C):
@@ -116,9 +116,9 @@ def _grad_filters_kernel(x_ptr, f_ptr, bias_ptr, g_ptr, df_ptr, C, H, W, bias_b_
 
 @triton.jit
 def _grad_input_kernel(p_ptr, g_ptr, dx_ptr, dsum_ptr, C, H, W, KH: tl.constexpr,
-                       KW: tl.constexpr, T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr,
-                       ACC: tl.constexpr):
-    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, T_BLOCK, P_BLOCK, -1)
+                       KW: tl.constexpr, OY: tl.constexpr, OX: tl.constexpr,
+                       T_BLOCK: tl.constexpr, P_BLOCK: tl.constexpr, ACC: tl.constexpr):
+    b, pix, t, t_ok, src, inside = _tile(H, W, KH, KW, OY, OX, T_BLOCK, P_BLOCK, -1)
     HW = H * W     # the pixels that read pix
     p = tl.load(p_ptr + b * (KH * KW) * HW + t[:, None] * HW + src, mask=inside,
                 other=0.0).to(ACC)
@@ -131,11 +131,14 @@ def _grad_input_kernel(p_ptr, g_ptr, dx_ptr, dsum_ptr, C, H, W, KH: tl.constexpr
     tl.store(dsum_ptr + b * HW + pix, total.to(dsum_ptr.dtype.element_ty), mask=pix < HW)
 
 
-def _blocks(kh: int, kw: int, H: int, W: int, B: int) -> tuple[dict, tuple[int, int]]:
-    """Tile sizes (taps padded to a power of two, about 4,096 values per tile) and the grid."""
+def _blocks(window: list[int], H: int, W: int, B: int) -> tuple[dict, tuple[int, int]]:
+    """Tile sizes (taps padded to a power of two, about 4,096 values per tile) and the grid, for
+    ``window = [kh, kw, oy, ox]`` (:class:`dfn.ops.geometry.Window`)."""
+    kh, kw, oy, ox = window
     t_block = triton.next_power_of_2(kh * kw)
     p_block = max(16, min(256, 4096 // t_block))
-    return dict(KH=kh, KW=kw, T_BLOCK=t_block, P_BLOCK=p_block), (triton.cdiv(H * W, p_block), B)
+    return (dict(KH=kh, KW=kw, OY=oy, OX=ox, T_BLOCK=t_block, P_BLOCK=p_block),
+            (triton.cdiv(H * W, p_block), B))
 
 
 def _acc(dtype: torch.dtype):
@@ -150,27 +153,28 @@ def _bias_args(x: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, int, int]:
 
 
 @torch.library.custom_op("dfn::local_filter", mutates_args=())
-def local_filter(x: Tensor, filters: Tensor, bias: Optional[Tensor], kh: int, kw: int,
+def local_filter(x: Tensor, filters: Tensor, bias: Optional[Tensor], window: list[int],
                  softmax: bool) -> Tensor:
     """``x (B, C, H, W)``, ``filters (B, kh*kw, H, W)`` (logits if ``softmax``), ``bias`` ``(B, 1
-    or C, H, W)`` or None, all contiguous and of one dtype -> ``(B, C, H, W)``."""
+    or C, H, W)`` or None, all contiguous and of one dtype, ``window [kh, kw, oy, ox]`` ->
+    ``(B, C, H, W)``."""
     B, C, H, W = x.shape
     out = torch.empty_like(x)
     bias_ptr, bias_b, bias_c = _bias_args(x, bias)
-    sizes, grid = _blocks(kh, kw, H, W, B)
+    sizes, grid = _blocks(window, H, W, B)
     _forward_kernel[grid](x, filters, bias_ptr, out, C, H, W, bias_b, bias_c, **sizes,
                           SOFTMAX=softmax, HAS_BIAS=bias is not None, ACC=_acc(x.dtype))
     return out
 
 
 @local_filter.register_fake
-def _(x: Tensor, filters: Tensor, bias: Optional[Tensor], kh: int, kw: int, softmax: bool) -> Tensor:
+def _(x: Tensor, filters: Tensor, bias: Optional[Tensor], window: list[int], softmax: bool) -> Tensor:
     return torch.empty_like(x)
 
 
 @torch.library.custom_op("dfn::local_filter_backward", mutates_args=())
 def local_filter_backward(grad: Tensor, x: Tensor, filters: Tensor, bias: Optional[Tensor],
-                          kh: int, kw: int, softmax: bool) -> tuple[Tensor, Tensor, Tensor]:
+                          window: list[int], softmax: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``grad (B, C, H, W)`` of the output -> the gradients of ``x + bias`` ``(B, C, H, W)``, of
     ``filters`` ``(B, kh*kw, H, W)``, and the first summed over channels ``(B, 1, H, W)`` (a
     one-channel bias's gradient, accumulated before rounding)."""
@@ -178,7 +182,7 @@ def local_filter_backward(grad: Tensor, x: Tensor, filters: Tensor, bias: Option
     grad = grad.contiguous()
     acc = _acc(x.dtype)
     bias_ptr, bias_b, bias_c = _bias_args(x, bias)
-    sizes, grid = _blocks(kh, kw, H, W, B)
+    sizes, grid = _blocks(window, H, W, B)
     dfilters = torch.empty_like(filters)
     _grad_filters_kernel[grid](x, filters, bias_ptr, grad, dfilters, C, H, W, bias_b, bias_c,
                                **sizes, SOFTMAX=softmax, HAS_BIAS=bias is not None, ACC=acc)
@@ -190,15 +194,15 @@ def local_filter_backward(grad: Tensor, x: Tensor, filters: Tensor, bias: Option
 
 
 @local_filter_backward.register_fake
-def _(grad: Tensor, x: Tensor, filters: Tensor, bias: Optional[Tensor], kh: int, kw: int,
+def _(grad: Tensor, x: Tensor, filters: Tensor, bias: Optional[Tensor], window: list[int],
       softmax: bool) -> tuple[Tensor, Tensor, Tensor]:
     B, C, H, W = x.shape
     return torch.empty_like(x), torch.empty_like(filters), x.new_empty((B, 1, H, W))
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, filters, bias, kh, kw, softmax = inputs
-    ctx.geometry = (kh, kw, softmax)
+    x, filters, bias, window, softmax = inputs
+    ctx.geometry = (window, softmax)
     ctx.save_for_backward(x, filters, bias)
 
 
@@ -208,7 +212,7 @@ def _backward(ctx, grad: Tensor):
     dbias = None
     if bias is not None and ctx.needs_input_grad[2]:
         dbias = dx if bias.shape[1] == x.shape[1] else dsum
-    return dx, dfilters, dbias, None, None, None
+    return dx, dfilters, dbias, None, None
 
 
 local_filter.register_autograd(_backward, setup_context=_setup_context)
