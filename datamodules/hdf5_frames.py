@@ -19,8 +19,11 @@ recording, e.g. a single stereo pair whose disparity is wanted.
 
 Training draws random samples from the training range as an endless seeded stream (resumable, a
 pure function of seed, rank and step; :mod:`datamodules.stream`). ``test`` walks the test range
-in order (a segment every ``test_stride`` frames); validation uses ``val_samples`` of those,
-evenly spaced (the paper has no separate validation split). ``index`` is a sample's first frame.
+in order (a segment every ``test_stride`` frames). Validation (``val_from``) walks, by default,
+the last ``val_fraction`` of the training frames, which training then never draws from, so the
+best checkpoint is not chosen on the test set; ``val_from: test`` takes the validation samples
+from the test walk instead (the paper has no validation split). Either way ``val_samples`` of the
+walk, evenly spaced. ``index`` is a sample's first frame.
 """
 from __future__ import annotations
 
@@ -68,12 +71,15 @@ class HDF5DataModule(StreamDataModule):
         batch_size, batches_per_epoch: training batches and the length of an epoch.
         test_stride: frames between consecutive test samples (default: one sample length, so
             test samples do not overlap).
-        val_samples: validation samples, evenly spaced over the test walk.
+        val_from: ``"training"``: validate on the last ``val_fraction`` of the training frames,
+            held out of training; ``"test"``: on samples of the test walk.
+        val_fraction: share of the training frames held out for validation (at least one sample).
+        val_samples: validation samples, evenly spaced over the validation walk.
         predict_samples: ``predict`` runs on the first samples of the test walk.
         seed, num_workers: data seed (``None`` = the global seed) and DataLoader workers.
         augment: training augmentation (:class:`datamodules.augment.Augmentation`), or ``None``.
         test_on_training_frames: train, validate and test on every frame (self-supervised fitting
-            of one recording, or a single stereo pair); replaces the split.
+            of one recording, or a single stereo pair); replaces the split and ``val_from``.
     """
 
     datasets: tuple[str, ...] = ()
@@ -82,6 +88,7 @@ class HDF5DataModule(StreamDataModule):
                  size: Optional[list[int]] = (64, 64), grayscale: bool = True, train_fraction: float = 0.8,
                  train_frames: Optional[list[int]] = None, test_frames: Optional[list[int]] = None,
                  batch_size: int = 16, batches_per_epoch: int = 200, test_stride: Optional[int] = None,
+                 val_from: str = "training", val_fraction: float = 0.1,
                  val_samples: int = 256, predict_samples: int = 8, seed: Optional[int] = None,
                  num_workers: int = 0, augment: Optional[Augmentation] = None,
                  test_on_training_frames: bool = False) -> None:
@@ -91,6 +98,10 @@ class HDF5DataModule(StreamDataModule):
                             ("predict_samples", predict_samples), ("test_stride", test_stride or 1)):
             if value < 1:
                 raise FrameFileError(f"data.{name} must be >= 1, got {value}")
+        if val_from not in ("training", "test"):
+            raise FrameFileError(f"data.val_from must be 'training' or 'test', got {val_from!r}")
+        if not 0 < val_fraction < 1:
+            raise FrameFileError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         try:
             transform = FrameTransform(crop, size, grayscale)
             self.source = FrameFile(path, self.datasets, transform)
@@ -112,10 +123,32 @@ class HDF5DataModule(StreamDataModule):
                     f"{len(frames)} frames, fewer than one sample of {sample_frames}; use a longer "
                     "recording, fewer frames per sample, or other train_frames / test_frames")
         stride = test_stride or sample_frames
-        self.test_starts = list(range(self.test_range.start, self.test_range.stop - sample_frames + 1, stride))
-        picks = torch.linspace(0, len(self.test_starts) - 1, min(val_samples, len(self.test_starts)))
-        self.val_starts = sorted({self.test_starts[int(i)] for i in picks.round().long()})
+        self.test_starts = self._walk(self.test_range, stride)
+        if val_from == "training" and not test_on_training_frames:
+            self.train_range, val_range = self._hold_out(val_fraction)
+            walk = self._walk(val_range, stride)
+        else:
+            walk = self.test_starts
+        picks = torch.linspace(0, len(walk) - 1, min(val_samples, len(walk)))
+        self.val_starts = sorted({walk[int(i)] for i in picks.round().long()})
         self.predict_samples = predict_samples
+
+    def _walk(self, frames: range, stride: int) -> list[int]:
+        """First frames of the samples every ``stride`` frames that fit inside ``frames``."""
+        return list(range(frames.start, frames.stop - self.sample_frames + 1, stride))
+
+    def _hold_out(self, fraction: float) -> tuple[range, range]:
+        """The training range split into what trains and, at its end, the validation frames
+        (``fraction`` of it, at least one sample); no sample crosses the cut."""
+        frames = self.train_range
+        held = max(self.sample_frames, round(fraction * len(frames)))
+        if len(frames) - held < self.sample_frames:
+            raise FrameFileError(
+                f"{self.source.path}: the training range (frames {frames.start}-{frames.stop}) is too short "
+                f"to hold out {held} validation frames and still train on one sample of {self.sample_frames}; "
+                "set data.val_from to test, or use a longer recording")
+        cut = frames.stop - held
+        return range(frames.start, cut), range(cut, frames.stop)
 
     def _train_batch(self, generator: torch.Generator) -> Batch:
         last_start = self.train_range.stop - self.sample_frames

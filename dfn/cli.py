@@ -111,7 +111,8 @@ class DfnCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as error:
-            stage = next((a for a in (args or sys.argv[1:]) if a in self._subcommand_parsers), None)
+            stages = getattr(self, "_subcommand_parsers", {})  # none with run=False
+            stage = next((a for a in (args or sys.argv[1:]) if a in stages), None)
             message = " ".join(str(error).split())           # jsonargparse's multi-line messages
             unknown = re.findall(r"(--[\w.]+)", message) if "unrecognized arguments" in message else []
             if unknown and stage is not None:

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from dfn.ops.geometry import Window
+
 ITERATIONS = 20
 
 
@@ -67,15 +69,11 @@ def flow_on_source_grid(shift: Tensor, iterations: int = ITERATIONS) -> Tensor:
     return flow.permute(0, 2, 3, 1)
 
 
-def expected_shift(filters: Tensor, kernel_size: tuple[int, int]) -> Tensor:
+def expected_shift(filters: Tensor, window: Window) -> Tensor:
     """Per-pixel filters ``(..., kh*kw, H, W)`` -> the offset they read from on average,
-    ``(..., 2, H, W)`` as ``(dy, dx)`` in pixels (tap (u, v) reads ``(y + u - kh//2, x + v - kw//2)``)."""
-    kh, kw = kernel_size
-    u = torch.arange(kh, dtype=filters.dtype, device=filters.device) - kh // 2
-    v = torch.arange(kw, dtype=filters.dtype, device=filters.device) - kw // 2
-    dy = u.repeat_interleave(kw).view(kh * kw, 1, 1)
-    dx = v.repeat(kh).view(kh * kw, 1, 1)
-    return torch.stack([(filters * dy).sum(-3), (filters * dx).sum(-3)], -3)
+    ``(..., 2, H, W)`` as ``(dy, dx)`` in pixels (tap (u, v) reads ``(y + oy + u, x + ox + v)``)."""
+    dy, dx = window.offsets(filters.dtype, filters.device)
+    return torch.stack([(filters * dy.view(-1, 1, 1)).sum(-3), (filters * dx.view(-1, 1, 1)).sum(-3)], -3)
 
 
 class ReadoutScores(Metric):

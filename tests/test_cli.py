@@ -41,6 +41,18 @@ def test_fit_writes_config_checkpoints_and_figures(tmp_path, fit):
     assert "SteerableFilterModel" in saved and "max_steps: 4" in saved
 
 
+def test_the_run_config_is_in_the_run_dir_whatever_the_logger(tmp_path, fit, dfn_main):
+    """A CSV logger keeps its metrics in version_0/, but config.yaml stays where the README's
+    `test --config <run_dir>/config.yaml --ckpt_path last` looks."""
+    run = tmp_path / "run"
+    fit(run, 2, "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(run))
+    assert (run / "config.yaml").is_file() and not list(run.glob("**/version_*/config.yaml"))
+    assert list(run.glob("**/version_0/metrics.csv"))
+    status, err = dfn_main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", "last"])
+    assert status == 0, err
+    assert (run / "config.test.1.yaml").is_file()
+
+
 def test_last_checkpoint_also_when_training_stops_between_two_intervals(tmp_path, fit):
     fit(tmp_path / "run", 5, "--checkpoint.every_n_train_steps", "2")
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)

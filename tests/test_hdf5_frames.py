@@ -20,15 +20,35 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_paper_split_and_segments_stay_inside_it(tmp_path):
     data = VideoHDF5DataModule(str(moving_texture(tmp_path / "v.h5", frames=60)), size=[32, 32],
                                batch_size=4, seed=0)
-    assert (data.train_range, data.test_range) == (range(0, 48), range(48, 60))
+    # 48 training frames: the last 6 (one segment, more than 10 %) validate, 42 train
+    assert (data.train_range, data.test_range) == (range(0, 42), range(48, 60))
     assert data.test_starts == [48, 54]                      # in order, non-overlapping 6-frame segments
+    assert data.val_starts == [42]
     for index in range(20):
         batch = data._train_batch(torch.Generator().manual_seed(index))
         assert batch["frames"].shape == (4, 6, 1, 32, 32)
-        assert (batch["index"] + 6 <= 48).all()             # no training segment reaches the test frames
+        assert (batch["index"] + 6 <= 42).all()             # no training segment reaches validation
     sample = data.test_sets[0][1]
     with h5py.File(data.source.path) as f:
         torch.testing.assert_close(sample["frames"][:, 0], torch.from_numpy(f["frames"][54:60, ..., 0]) / 255.0)
+
+
+def test_validation_comes_from_the_training_frames_or_on_request_the_test_walk(tmp_path):
+    path = str(stereo_planes(tmp_path / "s.h5", frames=40))
+    held_out = StereoHDF5DataModule(path, size=[16, 16], val_fraction=0.25)
+    assert held_out.train_range == range(0, 24) and held_out.test_range == range(32, 40)
+    assert held_out.val_starts == list(range(24, 32))       # the end of the training frames, held out
+    paper = StereoHDF5DataModule(path, size=[16, 16], val_from="test", val_samples=3)
+    assert paper.train_range == range(0, 32) and paper.val_starts == [32, 36, 39]
+    single = StereoHDF5DataModule(path, size=[16, 16], test_on_training_frames=True)
+    assert single.train_range == range(40) and single.val_starts == list(range(40))
+    with pytest.raises(FrameFileError, match="data.val_from must be 'training' or 'test', got 'train'"):
+        StereoHDF5DataModule(path, val_from="train")
+    with pytest.raises(FrameFileError, match=r"data.val_fraction must be in \(0, 1\), got 1.5"):
+        StereoHDF5DataModule(path, val_fraction=1.5)
+    with pytest.raises(FrameFileError, match="too short to hold out .* set data.val_from to test"):
+        VideoHDF5DataModule(str(moving_texture(tmp_path / "v.h5", frames=12)), size=[16, 16],
+                            train_frames=[0, 6], test_frames=[6, 12], frames_in=2, frames_out=2)
 
 
 def test_explicit_split_ranges():

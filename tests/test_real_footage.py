@@ -13,6 +13,7 @@ from datamodules.scenes import SceneSettings, photographs, stereo_pair, video
 from dfn.cli import DfnCLI, main
 from dfn.layers import DynamicLocalFilter
 from dfn.metrics import frame_se
+from dfn.ops.geometry import Window
 from dfn.readout import ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +47,12 @@ def video_file(tmp_path_factory) -> Path:
     return root / "v.h5"
 
 
-def one_hot_filters(offset_x: torch.Tensor, offset_y: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """Filters ``(B, kh*kw, H, W)`` reading exactly ``(offset_y, offset_x)`` (integers) per pixel."""
-    taps = (offset_y + kh // 2) * kw + (offset_x + kw // 2)
-    return torch.nn.functional.one_hot(taps.long(), kh * kw).permute(0, 3, 1, 2).float()
+def one_hot_filters(offset_x: torch.Tensor, offset_y: torch.Tensor, w: Window) -> torch.Tensor:
+    """Filters ``(B, kh*kw, H, W)`` of window ``w`` reading exactly ``(offset_y, offset_x)``
+    (integers) per pixel."""
+    taps = (offset_y - w.oy) * w.kw + (offset_x - w.ox)
+    assert taps.min() >= 0 and taps.max() < w.taps
+    return torch.nn.functional.one_hot(taps.long(), w.taps).permute(0, 3, 1, 2).float()
 
 
 @pytest.mark.parametrize("layout", ["layers", "street"])
@@ -81,11 +84,14 @@ def test_video_flow_moves_frame_pixels_to_the_next_frame(photos):
         assert np.abs(shifted[8:-8, 8:-8] - frames[1][8:-8, 8:-8]).max() < 1e-4
 
 
-def test_disparity_read_out_of_perfect_filters_is_the_ground_truth(photos):
+@pytest.mark.parametrize("w,max_disparity", [(Window(1, 13, 0, -6), 6), (Window(1, 13, 0, 0), 12),
+                                             (Window(1, 25, 0, 0), 24)])
+def test_disparity_read_out_of_perfect_filters_is_the_ground_truth(photos, w, max_disparity):
     """Filters that copy from the true (rounded) disparity, read out and brought to the left grid,
     reproduce the ground truth of a scene with occluding layers on the visible pixels."""
     rng = np.random.default_rng(3)
-    _, _, disparity = stereo_pair(photos, rng, SceneSettings(size=(48, 64), max_disparity=6, layers=2))
+    _, _, disparity = stereo_pair(photos, rng, SceneSettings(size=(48, 64), max_disparity=max_disparity,
+                                                             layers=2))
     d_left = torch.from_numpy(disparity).round()[None]
     # the right-grid field: right pixel x_R takes d of the left pixel x_R + d that lands there
     W = d_left.shape[-1]
@@ -96,15 +102,15 @@ def test_disparity_read_out_of_perfect_filters_is_the_ground_truth(photos):
             target = x - int(d_left[0, row, x])
             if 0 <= target < W:
                 d_right[0, row, target] = d_left[0, row, x]
-    filters = one_hot_filters(d_right, torch.zeros_like(d_right), 1, 13)
-    shift = expected_shift(filters, (1, 13))[:, 1]
+    filters = one_hot_filters(d_right, torch.zeros_like(d_right), w)
+    shift = expected_shift(filters, w)[:, 1]
     read_out = disparity_on_left_grid(shift)
     visible = torch.zeros_like(d_left, dtype=torch.bool)
     for row in range(d_left.shape[1]):
-        for x in range(8, W):
+        for x in range(max_disparity + 2, W):
             target = x - int(d_left[0, row, x])
             visible[0, row, x] = d_right[0, row, target] == d_left[0, row, x]
-    assert visible.float().mean() > 0.8
+    assert visible[..., max_disparity + 2:].float().mean() > 0.8
     assert (read_out[visible] - d_left[visible]).abs().max() < 1e-4
 
 
@@ -135,15 +141,23 @@ def test_readout_scores_on_known_values():
     assert flows.flow_curves()["flow_epe"].tolist() == pytest.approx([5.0, 1.0])
 
 
-@pytest.mark.parametrize("separable,kernel_size", [(False, 11), (True, (5, 7)), (False, (1, 13)), (True, (1, 13))])
-def test_identity_theta_puts_the_centre_weight_on_the_anchor(separable, kernel_size):
-    layer = DynamicLocalFilter(kernel_size, softmax=True, bias_channels=1, separable=separable)
+@pytest.mark.parametrize("separable,kernel_size,origin,anchor", [
+    (False, 11, None, 60), (True, (5, 7), None, 17), (False, (1, 13), None, 6), (True, (1, 13), None, 6),
+    (False, (1, 13), (0, 0), 0), (True, (3, 5), (-2, -1), 11)])
+def test_identity_theta_puts_the_centre_weight_on_the_anchor(separable, kernel_size, origin, anchor):
+    """The anchor is the tap that reads the pixel itself: tap (kh//2, kw//2) when centred."""
+    layer = DynamicLocalFilter(kernel_size, softmax=True, bias_channels=1, separable=separable, origin=origin)
     theta = layer.identity_theta(0.99)[None, :, None, None].expand(1, -1, 3, 3)
     filters, bias = layer.split(theta)
-    kh, kw = layer.kh, layer.kw
-    assert filters[0, (kh // 2) * kw + kw // 2, 0, 0] == pytest.approx(0.99, abs=1e-5)
+    assert filters[0, anchor, 0, 0] == pytest.approx(0.99, abs=1e-5)
     assert filters[0, :, 0, 0].sum() == pytest.approx(1.0, abs=1e-5)
     assert bias.abs().max() == 0
+
+
+def test_an_identity_start_needs_a_window_that_holds_the_pixel():
+    layer = DynamicLocalFilter((1, 5), softmax=True, origin=(0, 1))
+    with pytest.raises(ValueError, match=r"origin \(0, 1\) of a 1x5 window does not"):
+        layer.identity_theta(0.99)
 
 
 @pytest.mark.parametrize("config,file", [("highway", "video_file"), ("stereo", "stereo_file")])

@@ -13,6 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
+from dfn.callbacks.outputs import run_folder
 from dfn.checkpoint_info import read_checkpoint
 
 
@@ -27,20 +28,23 @@ class WandbRunId(Callback):
 
 
 class RunConfigSaver(SaveConfigCallback):
-    """Saves the config a run used beside its outputs: ``config.yaml``, and for each later
-    command in the same run directory (a resume, a test, a predict) ``config.<stage>.<n>.yaml``,
-    so that nothing already written is overwritten."""
+    """Saves the config a run used in its run directory, whatever the logger (a CSV or
+    TensorBoard logger's ``version_<n>/`` folder is not where ``test --config <run_dir>/config.yaml``
+    looks): ``config.yaml``, and for each later command in the same run directory (a resume, a
+    test, a predict) ``config.<stage>.<n>.yaml``, so that nothing already written is overwritten.
+    Written through Lightning's public ``save_config`` hook (rank zero only)."""
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.already_saved:
-            return
-        log_dir = trainer.log_dir
-        if log_dir is not None and trainer.is_global_zero:
-            n = 0
-            while os.path.exists(os.path.join(log_dir, self.config_filename)):
-                n += 1
-                self.config_filename = f"config.{getattr(stage, 'value', stage)}.{n}.yaml"
-        super().setup(trainer, pl_module, stage)
+    def __init__(self, parser, config, **kwargs: Any) -> None:
+        super().__init__(parser, config, **{**kwargs, "save_to_log_dir": False})
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        folder = run_folder(trainer, "")
+        name, n = self.config_filename, 0
+        while (folder / name).exists():
+            n += 1
+            name = f"config.{getattr(stage, 'value', stage)}.{n}.yaml"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, str(folder / name), skip_none=False, multifile=self.multifile)
 
 
 class NonFiniteLoss(RuntimeError):

@@ -17,21 +17,22 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder, weights_step
+from dfn.ops.geometry import Window
 from dfn.readout import disparity_on_left_grid, expected_shift
 from dfn.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
 
 def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filters: Optional[Tensor],
-                      kernel_size: Optional[tuple[int, int]], disparity: bool = False) -> dict[str, Any]:
+                      window: Optional[Window], disparity: bool = False) -> dict[str, Any]:
     """One sequence ``(T, C, H, W)`` (C = 1 or 3) -> ``{"strips": rgb, "flow": rgb or None, "gif": [rgb, ...],
     "disparity": (T, H, W) or None}``. With ``disparity`` (stereo) the filters are drawn as a
     disparity map on the left view's grid (:func:`dfn.readout.disparity_on_left_grid`) instead of
     as motion."""
     scale = max(1, 128 // observed.shape[-1])
     flow, shift = None, None
-    if filters is not None and kernel_size is not None:
-        offset = expected_shift(filters.float(), kernel_size)                  # (T, 2, H, W)
+    if filters is not None and window is not None:
+        offset = expected_shift(filters.float(), window)                  # (T, 2, H, W)
         if disparity:
             shift = disparity_on_left_grid(offset[:, 1])                        # (T, H, W)
             limit = max(float(shift.max()), 1e-6)
@@ -69,7 +70,7 @@ class VideoPictures(Callback):
         with torch.no_grad():
             predicted, filters = pl_module(observed, return_filters=True)
         pictures = sequence_pictures(observed[0].cpu(), future[0].cpu(), predicted[0].cpu(),
-                                     None if filters is None else filters[0].cpu(), pl_module.filter_kernel_size,
+                                     None if filters is None else filters[0].cpu(), pl_module.filter_window,
                                      self.disparity)
         publish_picture(trainer, f"{stage}/strips", pictures["strips"], "input / truth / prediction")
         if pictures["flow"] is not None and self.disparity:
@@ -120,7 +121,7 @@ class VideoPredictionWriter(BasePredictionWriter):
         for k, name in enumerate(names):
             observed, future = pl_module.split_frames({"frames": prediction["frames"][k:k + 1]})
             pictures = sequence_pictures(observed[0], future[0], prediction["prediction"][k],
-                                         None if filters is None else filters[k], pl_module.filter_kernel_size,
+                                         None if filters is None else filters[k], pl_module.filter_window,
                                          self.disparity)
             save_png(pictures["strips"], folder / f"{name}_strips.png")
             if pictures["flow"] is not None:

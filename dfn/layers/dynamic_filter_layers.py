@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from dfn.errors import ConfigError
 
 from dfn.ops import BACKENDS, dynamic_conv, dynamic_local_filter, kernel_hw
-from dfn.ops.geometry import KernelSize
+from dfn.ops.geometry import KernelSize, Origin, Window, window
 from dfn.ops.separable import separable_filters
 
 
@@ -101,17 +101,20 @@ class DynamicLocalFilter(_FilterLayout):
     is added to ``x (B, C, H, W)`` before filtering. With ``separable=True`` each filter is a
     vertical ``kh`` and a horizontal ``kw`` filter (their outer product, see
     :func:`dfn.ops.separable_local_filter`), so ``theta`` carries ``kh + kw`` taps per filter.
-    ``backend`` picks the op's implementation (:mod:`dfn.ops.backends`; ``"auto"`` by default).
-    Output: ``(B, C, H, W)`` (shared) or ``(B, n_filters, H, W)`` (general).
+    ``origin`` places the window (:mod:`dfn.ops.geometry`: ``None`` centres it, ``(0, 0)`` reads
+    offsets ``0 .. k-1``). ``backend`` picks the op's implementation (:mod:`dfn.ops.backends`;
+    ``"auto"`` by default). Output: ``(B, C, H, W)`` (shared) or ``(B, n_filters, H, W)`` (general).
     """
 
     def __init__(self, kernel_size: KernelSize, *, softmax: bool = False, bias_channels: int = 0,
                  separable: bool = False, n_filters: Optional[int] = None,
-                 in_channels: Optional[int] = None, backend: str = "auto") -> None:
+                 in_channels: Optional[int] = None, origin: Origin = None,
+                 backend: str = "auto") -> None:
         super().__init__(kernel_size, softmax=softmax, bias_channels=bias_channels,
                          n_filters=n_filters, in_channels=in_channels)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        self.window: Window = window((self.kh, self.kw), origin)
         self.separable = separable
         self.backend = backend
 
@@ -132,16 +135,20 @@ class DynamicLocalFilter(_FilterLayout):
         return (filters.softmax(tap_dim) if self.softmax else filters), bias
 
     def identity_theta(self, centre_weight: float) -> Tensor:
-        """``(theta_channels,)``: the ``theta`` whose filters put ``centre_weight`` on the centre
-        tap (the anchor ``(kh//2, kw//2)``) and the rest evenly on the others, with zero bias: the
-        layer then nearly copies its input. With ``softmax`` these are logits; a separable filter
-        gets the same start in each factor. Only for filters shared across channels."""
+        """``(theta_channels,)``: the ``theta`` whose filters put ``centre_weight`` on the anchor
+        tap (the one reading offset ``(0, 0)``: ``(kh//2, kw//2)`` when centred, ``(0, 0)`` for a
+        one-sided window) and the rest evenly on the others, with zero bias: the layer then nearly
+        copies its input. With ``softmax`` these are logits; a separable filter gets the same start
+        in each factor. Only for filters shared across channels whose window holds the pixel."""
         if self.n_filters is not None:
             raise ValueError("an identity start needs filters shared across channels (n_filters=None)")
         if not 0 < centre_weight < 1:
             raise ValueError(f"centre_weight must be in (0, 1), got {centre_weight}")
-        factors = [(self.kh, self.kh // 2), (self.kw, self.kw // 2)] if self.separable else \
-            [(self.kh * self.kw, (self.kh // 2) * self.kw + self.kw // 2)]
+        au, av = -self.window.oy, -self.window.ox                 # the anchor tap
+        if not (0 <= au < self.kh and 0 <= av < self.kw):
+            raise ValueError(f"an identity start needs a window that holds the pixel itself; origin "
+                             f"({self.window.oy}, {self.window.ox}) of a {self.kh}x{self.kw} window does not")
+        factors = [(self.kh, au), (self.kw, av)] if self.separable else [(self.kh * self.kw, au * self.kw + av)]
         weight = centre_weight ** (1 / max(sum(taps > 1 for taps, _ in factors), 1))  # per factor
         parts = []
         for taps, centre in factors:
@@ -168,15 +175,17 @@ class DynamicLocalFilter(_FilterLayout):
             return self.filter_with(x, *self.split(theta))
         filters, bias = self._split(theta)
         return dynamic_local_filter(x, filters, (self.kh, self.kw), softmax=self.softmax,
-                                    bias=bias, backend=self.backend)
+                                    bias=bias, origin=self.window[2:], backend=self.backend)
 
     def filter_with(self, x: Tensor, filters: Tensor, bias: Optional[Tensor]) -> Tensor:
         """Apply filters and bias from :meth:`split` to ``x (B, C, H, W)`` (for a caller that
         needs the filters too, so that they are normalised once)."""
-        return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias, backend=self.backend)
+        return dynamic_local_filter(x, filters, (self.kh, self.kw), bias=bias, origin=self.window[2:],
+                                    backend=self.backend)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", separable={self.separable}, backend={self.backend!r}"
+        return (super().extra_repr() + f", origin=({self.window.oy}, {self.window.ox}), "
+                f"separable={self.separable}, backend={self.backend!r}")
 
 
 class DynamicConv(_FilterLayout):

@@ -24,6 +24,7 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from dfn.layers import filter_smoothness
+from dfn.ops.geometry import Window
 from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
 from dfn.readout import ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid
 from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
@@ -33,7 +34,7 @@ from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFacto
 class VideoPredictionModel(DFNModule):
     """Args:
         predictor: ``predictor(observed, future, return_filters) -> (predictions, filters)``
-            with a ``filter_kernel_size`` (the contract of :mod:`dfn.predictors`).
+            with a ``filter_window`` (the contract of :mod:`dfn.predictors`).
         frames_in, frames_out: observed and predicted frames.
         loss: ``"bce"`` or ``"mse"`` (see the module docstring).
         smoothness_weight: weight of :func:`dfn.layers.filter_smoothness` on the filters.
@@ -67,10 +68,10 @@ class VideoPredictionModel(DFNModule):
         return self.predictor(observed, self.frames_out, return_filters)
 
     @property
-    def filter_kernel_size(self) -> Optional[tuple[int, int]]:
-        """``(kh, kw)`` of the filters that ``forward`` returns; ``None`` for a predictor without
-        filters (a baseline)."""
-        return self.predictor.filter_kernel_size
+    def filter_window(self) -> Optional[Window]:
+        """The :class:`~dfn.ops.geometry.Window` (size and origin) of the filters that ``forward``
+        returns; ``None`` for a predictor without filters (a baseline)."""
+        return self.predictor.filter_window
 
     def split_frames(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``batch["frames"] (B, frames_in + frames_out, C, H, W)`` -> observed ``(B, frames_in,
@@ -99,12 +100,12 @@ class VideoPredictionModel(DFNModule):
     def _evaluate(self, batch: dict[str, Tensor], curves: FrameCurves, readout: ReadoutScores) -> None:
         observed, future = self.split_frames(batch)
         truth = next((key for key in ("disparity", "flow", "reads_from") if key in batch), None)
-        kernel_size = self.filter_kernel_size
-        prediction, filters = self(observed, return_filters=truth is not None and kernel_size is not None)
+        window = self.filter_window
+        prediction, filters = self(observed, return_filters=truth is not None and window is not None)
         curves.update(prediction, future)
         if filters is None:
             return
-        shift = expected_shift(filters.float(), kernel_size)                     # (B, T, 2, H, W)
+        shift = expected_shift(filters.float(), window)                          # (B, T, 2, H, W)
         if truth == "disparity":
             readout.update(disparity_on_left_grid(shift[:, 0, 1]), batch["disparity"])
             return

@@ -42,7 +42,7 @@ class ConvLSTMPredictor(nn.Module):
         patch: space-to-depth block size (``H`` and ``W`` must be multiples of it).
     """
 
-    filter_kernel_size = None  # no generated filters
+    filter_window = None  # no generated filters
 
     def __init__(self, channels: int = 1, hidden: Sequence[int] = (64, 64), kernel_size: int = 5,
                  patch: int = 4) -> None:

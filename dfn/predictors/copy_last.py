@@ -9,7 +9,7 @@ from torch import Tensor, nn
 class CopyLastFrame(nn.Module):
     """``forward(observed (B, T_in, C, H, W), future) -> (B, future, C, H, W)``; no parameters."""
 
-    filter_kernel_size = None  # no generated filters
+    filter_window = None  # no generated filters
 
     def forward(self, observed: Tensor, future: int, return_filters: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:

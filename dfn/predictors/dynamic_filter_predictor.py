@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from dfn.errors import ConfigError
 from dfn.layers import DynamicLocalFilter
 from dfn.ops import BACKENDS, KernelSize
+from dfn.ops.geometry import Window
 
 
 class DynamicFilterPredictor(nn.Module):
@@ -27,6 +28,10 @@ class DynamicFilterPredictor(nn.Module):
             a feed-forward net returns ``hidden = None``.
         kernel_size: filter size: ``k`` for k x k (9 Moving MNIST, 11 highway driving) or
             ``[kh, kw]`` (``[1, 13]``: the horizontal filters of stereo prediction).
+        origin: where the window sits, ``[oy, ox]``, the offset tap ``(0, 0)`` reads (the op's
+            convention, :mod:`dfn.ops.geometry`); ``None`` centres it (the paper). ``[0, 0]`` with
+            ``kernel_size [1, K]`` reads offsets ``0 .. K-1``: rectified stereo, whose disparity
+            has one sign, gets twice the reach of centred filters for the same taps.
         softmax: normalise filters over their taps (the paper does).
         bias_channels: 0, or 1 for the dynamic per-pixel bias (highway driving).
         context_frames: frames the generator sees at once (1 for Moving MNIST, 2 for highway).
@@ -39,16 +44,19 @@ class DynamicFilterPredictor(nn.Module):
         backend: the dynamic filtering op's implementation (:mod:`dfn.ops.backends`).
     """
 
-    def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, softmax: bool = True,
-                 bias_channels: int = 0, context_frames: int = 1, start: str = "paper",
+    def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, origin: Optional[list[int]] = None,
+                 softmax: bool = True, bias_channels: int = 0, context_frames: int = 1, start: str = "paper",
                  start_centre_weight: float = 0.99, start_gain: float = 0.0,
                  backend: str = "auto") -> None:
         super().__init__()
         self.net, self.context_frames = net, context_frames
         if backend not in BACKENDS:
             raise ConfigError(f"predictor backend must be one of {list(BACKENDS)}, got {backend!r}")
-        self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels,
-                                         backend=backend)
+        try:
+            self.filter = DynamicLocalFilter(kernel_size, softmax=softmax, bias_channels=bias_channels,
+                                             origin=origin, backend=backend)
+        except ValueError as error:
+            raise ConfigError(f"predictor: {error}") from None
         self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
                                     "pixel")
         if start not in ("paper", "identity"):
@@ -60,12 +68,16 @@ class DynamicFilterPredictor(nn.Module):
             if not 0 < start_centre_weight < 1 or start_gain < 0:
                 raise ConfigError(f"start_centre_weight must be in (0, 1) and start_gain >= 0, got "
                                   f"{start_centre_weight} and {start_gain}")
-            net.start_output(self.filter.identity_theta(start_centre_weight), start_gain)
+            try:
+                identity = self.filter.identity_theta(start_centre_weight)
+            except ValueError as error:
+                raise ConfigError(f"predictor start 'identity': {error}") from None
+            net.start_output(identity, start_gain)
 
     @property
-    def filter_kernel_size(self) -> tuple[int, int]:
-        """``(kh, kw)`` of the filters that ``forward`` returns (taps row-major)."""
-        return self.filter.kh, self.filter.kw
+    def filter_window(self) -> Window:
+        """The window (``kh, kw``, origin ``oy, ox``) of the filters that ``forward`` returns."""
+        return self.filter.window
 
     def forward(self, observed: Tensor, future: int, return_filters: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
