@@ -105,7 +105,8 @@ def test_a_corrupted_chunk_is_named_by_file_and_frame(tmp_path, dfn_main, worker
         f.write(b"\x00\xff" * 8)
     config = ["--config", "configs/highway.yaml", "--data.init_args.path", str(packed),
               "--data.init_args.size", "[32, 32]", "--data.init_args.num_workers", str(workers),
-              "--data.init_args.test_frames", "[0, 8]", "--data.init_args.train_frames", "[8, 16]"]
+              "--data.init_args.test_frames", "[0, 8]", "--data.init_args.train_frames", "[8, 16]",
+              "--data.init_args.val_from", "test"]
     status, err = dfn_main(["test", *config, "--run_dir", str(tmp_path / "run"),
                        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     assert status == 2
