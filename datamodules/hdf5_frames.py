@@ -228,3 +228,14 @@ class StereoHDF5DataModule(HDF5DataModule):
                                  "(the disparity would change sign); use vflip")
         super().__init__(path, 1, augment=augment, **kwargs)
         self.save_hyperparameters()
+
+    @property
+    def disparity_range(self) -> Optional[tuple[float, float]]:
+        """The file's disparities as ``python -m dfn pack`` estimated them (attribute
+        ``disparity_range``), in px at the working width; ``None`` where the file records none."""
+        stored = self.source.attrs.get("disparity_range")
+        if stored is None:
+            return None
+        size = self.source.transform.size
+        scale = 1.0 if size is None else size[1] / self.source.transform.region(self.source.frame_shape)[3]
+        return float(stored[0]) * scale, float(stored[1]) * scale

@@ -13,6 +13,9 @@ Frames are stored as ``uint8 (N, H, W, C)``, one chunk per frame, with the attri
 and ``fps`` (schema: :mod:`datamodules.frame_file`). ``--size H W`` keeps the aspect ratio: each
 frame is cropped about its centre to the aspect ratio of ``H x W``, then resized (``--stretch``
 resizes the whole frame instead); the attributes ``resize`` and ``crop`` record what was done.
+A stereo file also gets ``disparity_range [low, high]``, its disparities in px at the stored
+width as block matching estimates them (:mod:`dfn.stereo_range`); training reads it to warn
+when the filters cannot reach that far.
 Ground truth (``--disparity``: one map per stereo pair, on the left view's grid; ``--flow``: one
 field per frame, to the next frame; :mod:`dfn.ground_truth` lists the formats) goes through the
 same crop and resize, its values scaled to the new pixels. The file is written under a temporary name
@@ -40,6 +43,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dfn.atomic import written_whole
+from dfn.stereo_range import disparity_range
 from dfn.errors import ConfigError
 from dfn.ground_truth import (DISPARITY_SUFFIXES, FLOW_SUFFIXES, GroundTruthError, ground_truth_files,
                               read_disparity, read_flow, resize_field)
@@ -172,6 +176,8 @@ def pack(sources: Sequence[FrameSource], output: str | Path, names: Sequence[str
             n = _write(f, sources, names, compression, progress)
             if ground_truth is not None and n:
                 _write_ground_truth(f, sources[0], ground_truth, "disparity" if len(sources) > 1 else "flow", n)
+            if len(names) == 2 and n:
+                _record_disparity_range(f, names, n)
             first = sources[0]
             f.attrs["resize"] = ("none" if first.size is None else "stretch" if first.stretch else
                                  "centre crop to the aspect ratio, then resize")
@@ -223,6 +229,16 @@ def _write(f: h5py.File, sources: Sequence[FrameSource], names: Sequence[str], c
                 ds[n] = frame
             n += 1
             bar.update(1)
+
+
+def _record_disparity_range(f: h5py.File, names: Sequence[str], frames: int, pairs: int = 16) -> None:
+    """Attribute ``disparity_range [low, high]`` (px at the stored resolution), estimated by block
+    matching on up to ``pairs`` pairs spread over the file (:mod:`dfn.stereo_range`); absent
+    where nothing matches with confidence (textureless views)."""
+    picked = np.unique(np.linspace(0, frames - 1, min(pairs, frames)).round().astype(int))
+    estimate = disparity_range(f[names[0]][picked], f[names[1]][picked])
+    if estimate is not None:
+        f.attrs["disparity_range"] = [round(v, 1) for v in estimate]
 
 
 def _write_ground_truth(f: h5py.File, source: FrameSource, path: Path, kind: str, frames: int) -> None:
@@ -280,4 +296,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                    args.overwrite, not args.no_progress, args.disparity or args.flow)
     with h5py.File(written, "r") as f:
         shapes = ", ".join(f"{name} {f[name].shape}" for name in f)
+        estimate = f.attrs.get("disparity_range")
     print(f"wrote {written}: {shapes}")
+    if estimate is not None:
+        print(f"estimated disparity: {estimate[0]:g} to {estimate[1]:g} px at the stored width "
+              f"(attribute disparity_range; block matching)")

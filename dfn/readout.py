@@ -18,6 +18,8 @@ pixels that no filter reads from, occluded ones, take a neighbouring surface's v
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,14 +30,17 @@ from dfn.ops.geometry import Window
 ITERATIONS = 20
 
 
-def disparity_on_left_grid(shift_x: Tensor, iterations: int = ITERATIONS) -> Tensor:
+def disparity_on_left_grid(shift_x: Tensor, cost: Optional[Tensor] = None, iterations: int = ITERATIONS) -> Tensor:
     """Horizontal offsets ``(B, H, W)`` on the right view's grid -> disparity ``(B, H, W)`` on the
     left view's grid (positive: the left view's content appears further left in the right view).
 
-    Each right-view pixel ``x`` is splatted to the left pixel nearest ``x + s(x)``; where several
-    land on one pixel the largest disparity (the nearest surface) wins, as in a z-buffer. Left
-    pixels that nothing lands on (hidden from the right camera) take the fixed point of
-    ``d(x_L) = s(x_L - d(x_L))``: a neighbouring surface's value."""
+    Each right-view pixel ``x`` is splatted to the left pixel nearest ``x + s(x)``. True
+    correspondences never land two on one left pixel (it shows one surface), so where several do,
+    all but one are wrong, typically right-view pixels the left camera cannot see, whose filters
+    read a look-alike: given ``cost (B, H, W)`` (how badly each right pixel was predicted), the
+    claim that explains the right view best wins; without it the largest disparity (the nearer
+    surface) does, as in a z-buffer. Left pixels that nothing lands on (hidden from the right
+    camera) take the fixed point of ``d(x_L) = s(x_L - d(x_L))``: a neighbouring surface's value."""
     B, H, W = shift_x.shape
     rows = shift_x.reshape(-1, W)
     x = torch.arange(W, dtype=rows.dtype, device=rows.device).expand_as(rows)
@@ -48,10 +53,21 @@ def disparity_on_left_grid(shift_x: Tensor, iterations: int = ITERATIONS) -> Ten
         d = rows.gather(1, lower) * (1 - frac) + rows.gather(1, upper) * frac
     target = (x + rows).round().long()
     inside = (target >= 0) & (target < W)
-    splat = torch.full_like(rows, float("-inf")).scatter_reduce(
-        1, target.clamp(0, W - 1), torch.where(inside, rows, torch.full_like(rows, float("-inf"))),
-        reduce="amax", include_self=True)
+    target = target.clamp(0, W - 1)
+    never = torch.full_like(rows, float("-inf"))
+    if cost is not None:                                       # keep, per left pixel, its cheapest claims
+        key = torch.where(inside, -cost.reshape(-1, W).to(rows.dtype), never)
+        best = never.scatter_reduce(1, target, key, reduce="amax", include_self=True)
+        inside = inside & (key == best.gather(1, target))
+    splat = never.scatter_reduce(1, target, torch.where(inside, rows, never), reduce="amax", include_self=True)
     return torch.where(torch.isfinite(splat), splat, d).reshape(B, H, W)
+
+
+def prediction_cost(predicted: Tensor, truth: Tensor) -> Tensor:
+    """``(B, C, H, W)`` prediction and truth -> ``(B, H, W)``: the absolute error, averaged over
+    channels and a 3x3 neighbourhood (the ``cost`` of :func:`disparity_on_left_grid`)."""
+    error = (predicted.float() - truth.float()).abs().mean(1, keepdim=True)
+    return F.avg_pool2d(error, 3, stride=1, padding=1, count_include_pad=False)[:, 0]
 
 
 def flow_on_source_grid(shift: Tensor, iterations: int = ITERATIONS) -> Tensor:

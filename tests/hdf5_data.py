@@ -35,18 +35,24 @@ def moving_texture(path: Path, frames: int = 60, size: int = 32, velocity: tuple
 
 
 def stereo_planes(path: Path, frames: int = 40, size: int = 32, disparities: tuple[int, int] = (2, 4),
-                  seed: int = 0, cutoff: float = 0.35) -> Path:
+                  seed: int = 0, cutoff: float = 0.35, swap_halves: bool = False) -> Path:
     """``left`` / ``right``: two fronto-parallel textured planes, the top half of the view at
     disparity ``disparities[0]`` and the bottom half at ``disparities[1]``: right[y, x] =
     left-camera scene at x + d (so the right view takes its pixel from further right). Fine
-    texture (``cutoff`` in cycles per pixel) makes every shift visible."""
+    texture (``cutoff`` in cycles per pixel) makes every shift visible. ``swap_halves``: a random
+    half of the pairs swap the two disparities, so the left view alone cannot tell which is which;
+    the truth is stored as ``disparity`` (frames, size, size)."""
     rng = np.random.default_rng(seed)
     margin = max(disparities)
-    left, right = [], []
+    left, right, truth = [], [], []
     for _ in range(frames):
         scene = smooth_texture(rng, size + 2 * margin, cutoff=cutoff)[:size]   # (size, size + 2m, 1)
-        d = np.where(np.arange(size) < size // 2, disparities[0], disparities[1])[:, None]
+        top, bottom = disparities[::-1] if swap_halves and rng.random() < 0.5 else disparities
+        d = np.where(np.arange(size) < size // 2, top, bottom)[:, None]
         x = np.arange(size)[None, :] + margin
         left.append(scene[:, margin:margin + size])
         right.append(np.take_along_axis(scene, (x + d)[..., None], axis=1))
-    return write_frames(path, left=np.stack(left), right=np.stack(right))
+        truth.append(np.broadcast_to(d, (size, size)).astype(np.float32))
+    if not swap_halves:
+        return write_frames(path, left=np.stack(left), right=np.stack(right))
+    return write_frames(path, left=np.stack(left), right=np.stack(right), disparity=np.stack(truth))

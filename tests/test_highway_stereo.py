@@ -85,3 +85,54 @@ def test_colour_frames_need_matching_generator_channels(tmp_path, capsys, highwa
                  "--trainer.val_check_interval", "2"])
     strips = np.asarray(Image.open(run / "figures/val_strips_step0000002.png"))
     assert (strips[..., 0] != strips[..., 1]).any()          # colour, not grey
+
+
+BINOCULAR = ["--config", str(ROOT / "configs/stereo_binocular.yaml"),       # one-sided 1 x 9 taps, tiny head
+             "--model.init_args.predictor.init_args.kernel_size", "[1, 9]",
+             "--model.init_args.predictor.init_args.net.init_args.head", "[16, 9]",
+             "--model.init_args.predictor.init_args.net.init_args.in_channels", "11"]
+
+
+def test_a_binocular_generator_sees_the_right_view(tmp_path, stereo_tiny):
+    """Binocular: another right view changes the filters (the monocular paper net's do not
+    change); the filters still apply to the left view, and the model needs the right view. The
+    paper's start: the identity start's first filters depend on no input."""
+    tiny = stereo_tiny(stereo_planes(tmp_path / "s.h5")) + ["--model.init_args.predictor.init_args.start", "paper"]
+    models = {name: DfnCLI(args=[*tiny, *extra, "--run_dir", str(tmp_path / name)], run=False).model
+              for name, extra in (("monocular", []), ("binocular", BINOCULAR))}
+    assert models["binocular"].binocular and models["binocular"].filter_window.ox == 0
+    left, right = torch.rand(2, 1, 1, 32, 32), torch.rand(2, 1, 1, 32, 32)
+    for name, model in models.items():
+        _, filters = model(left, return_filters=True, future=right)
+        _, other = model(left, return_filters=True, future=torch.rand(2, 1, 1, 32, 32))
+        assert torch.equal(filters, other) == (name == "monocular"), name
+    with pytest.raises(ValueError, match="sees the right view"):
+        models["binocular"](left)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--model.init_args.frames_in", "2"], "model.binocular is for stereo"),
+    (["--config", str(ROOT / "configs/baselines/copy_last.yaml"), "--model.init_args.binocular", "true"],
+     "CopyLastFrame cannot"),
+    (["--model.init_args.predictor.init_args.net.init_args.in_channels", "2"], "set the net's in_channels to 11")])
+def test_a_binocular_model_that_cannot_see_both_views_is_one_clear_error(tmp_path, stereo_tiny, dfn_main, extra,
+                                                                          message):
+    tiny = stereo_tiny(stereo_planes(tmp_path / "s.h5"))
+    status, err = dfn_main(["fit", *tiny, *BINOCULAR, *extra, "--run_dir", str(tmp_path / "run"),
+                            "--trainer.max_steps", "1"])
+    assert status == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_a_binocular_net_reads_disparities_the_left_view_cannot_tell(tmp_path, stereo_tiny):
+    """Half the pairs swap which half of the view is at 2 px and which at 4 px: the left view
+    alone cannot tell them apart (the monocular net's best is the mean, 3 px everywhere), both
+    views can. The test's read-out scores the filters against the stored truth."""
+    tiny = stereo_tiny(stereo_planes(tmp_path / "s.h5", frames=60, swap_halves=True)) + BINOCULAR + [
+        "--data.init_args.augment", "null", "--data.init_args.val_from", "test"]
+    run = tmp_path / "run"
+    DfnCLI(args=["fit", *tiny, "--run_dir", str(run), "--trainer.max_steps", "300",
+                 "--model.init_args.optimizer.init_args.lr", "3e-3"])
+    DfnCLI(args=["test", *tiny, "--run_dir", str(run), "--ckpt_path", str(run / "checkpoints/last.ckpt")])
+    metrics = json.loads((run / "test_results_step0000300.json").read_text())["metrics"]
+    assert metrics["test/disparity_epe"] < 0.5 < metrics["test/disparity_epe_constant"], metrics

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder, weights_step
 from dfn.ops.geometry import Window
-from dfn.readout import disparity_on_left_grid, expected_shift
+from dfn.readout import disparity_on_left_grid, expected_shift, prediction_cost
 from dfn.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
@@ -34,7 +34,7 @@ def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filte
     if filters is not None and window is not None:
         offset = expected_shift(filters.float(), window)                  # (T, 2, H, W)
         if disparity:
-            shift = disparity_on_left_grid(offset[:, 1])                        # (T, H, W)
+            shift = disparity_on_left_grid(offset[:, 1], prediction_cost(predicted, future))   # (T, H, W)
             limit = max(float(shift.max()), 1e-6)
             bar = disparity_bar(observed.shape[-2] * scale, observed.shape[-1] * scale)
             flow = grid([[disparity_image(d, limit, scale) for d in shift] + [bar]],
@@ -68,7 +68,7 @@ class VideoPictures(Callback):
         frames = dataset[0]["frames"][None].to(pl_module.device)               # (1, T, 1, H, W)
         observed, future = pl_module.split_frames({"frames": frames})
         with torch.no_grad():
-            predicted, filters = pl_module(observed, return_filters=True)
+            predicted, filters = pl_module(observed, return_filters=True, future=future)
         pictures = sequence_pictures(observed[0].cpu(), future[0].cpu(), predicted[0].cpu(),
                                      None if filters is None else filters[0].cpu(), pl_module.filter_window,
                                      self.disparity)

@@ -16,17 +16,23 @@ predicted steps; per step in the test results' curves).
 Loss: ``bce`` (Moving MNIST: binary cross-entropy of the prediction clipped to [eps, 1 - eps],
 summed over a frame's pixels, averaged over predicted frames and sequences, i.e. the paper's
 number) or ``mse`` (squared error summed over a frame's pixels, averaged likewise).
+
+``binocular`` (stereo, beyond the paper): the filter generator also sees the right view, the
+frame it predicts; the filters still apply to the left view, so the read-out is unchanged.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional
 
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dfn.layers import filter_smoothness
 from dfn.ops.geometry import Window
 from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
-from dfn.readout import ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid
+from dfn.readout import (ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid,
+                         prediction_cost)
 from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
                              SchedulerFactory, adam)
 
@@ -38,6 +44,9 @@ class VideoPredictionModel(DFNModule):
         frames_in, frames_out: observed and predicted frames.
         loss: ``"bce"`` or ``"mse"`` (see the module docstring).
         smoothness_weight: weight of :func:`dfn.layers.filter_smoothness` on the filters.
+        binocular: stereo only (one frame each way): the generator sees both views (the
+            predictor must take a ``guide``, as :class:`~dfn.predictors.DynamicFilterPredictor`
+            does, and its net ``in_channels`` must count the right view's channels too).
         optimizer, scheduler, scheduler_interval, compile, optimizer_overrides: see
             :class:`dfn.models.base.DFNModule`.
     """
@@ -45,7 +54,7 @@ class VideoPredictionModel(DFNModule):
     compile_target = "predictor"
 
     def __init__(self, predictor: nn.Module, frames_in: int = 10, frames_out: int = 10,
-                 loss: str = "bce", smoothness_weight: float = 0.0, optimizer: OptimizerFactory = adam,
+                 loss: str = "bce", smoothness_weight: float = 0.0, binocular: bool = False, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
                  compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides)
@@ -54,7 +63,15 @@ class VideoPredictionModel(DFNModule):
             raise ConfigError(f"model.loss must be 'bce' or 'mse', got {loss!r}")
         if smoothness_weight < 0:
             raise ConfigError(f"model.smoothness_weight must be >= 0, got {smoothness_weight}")
+        if binocular and (frames_in, frames_out) != (1, 1):
+            raise ConfigError(f"model.binocular is for stereo (frames_in 1, frames_out 1), got frames_in "
+                              f"{frames_in} and frames_out {frames_out}: set binocular false")
+        if binocular and "guide" not in inspect.signature(predictor.forward).parameters:
+            raise ConfigError(f"model.binocular needs a predictor whose filter generator can see the right view "
+                              f"(dfn.predictors.DynamicFilterPredictor); {type(predictor).__name__} cannot: "
+                              f"set binocular false")
         self.predictor, self.frames_in, self.frames_out = predictor, frames_in, frames_out
+        self.binocular = binocular
         self.loss_name, self.smoothness_weight = loss, smoothness_weight
         self.val_curves, self.val_readout = FrameCurves(frames_out), ReadoutScores(frames_out)
         self.test_curves = nn.ModuleList([FrameCurves(frames_out)])  # one per test dataloader
@@ -63,15 +80,35 @@ class VideoPredictionModel(DFNModule):
         if any(p.requires_grad for p in self.parameters()):
             self.check_optimizer()
 
-    def forward(self, observed: Tensor, return_filters: bool = False) -> tuple[Tensor, Optional[Tensor]]:
-        """``observed (B, frames_in, C, H, W)`` -> predictions ``(B, frames_out, C, H, W)``, filters."""
-        return self.predictor(observed, self.frames_out, return_filters)
+    def forward(self, observed: Tensor, return_filters: bool = False, future: Optional[Tensor] = None
+                ) -> tuple[Tensor, Optional[Tensor]]:
+        """``observed (B, frames_in, C, H, W)`` -> predictions ``(B, frames_out, C, H, W)``, filters.
+        ``future (B, frames_out, C, H, W)``: the true frames, which a binocular model's generator
+        sees (the right view); other models ignore it."""
+        if not self.binocular:
+            return self.predictor(observed, self.frames_out, return_filters)
+        if future is None:
+            raise ValueError("a binocular model sees the right view: call it as model(observed, future=right)")
+        return self.predictor(observed, self.frames_out, return_filters, guide=future)
 
     @property
     def filter_window(self) -> Optional[Window]:
         """The :class:`~dfn.ops.geometry.Window` (size and origin) of the filters that ``forward``
         returns; ``None`` for a predictor without filters (a baseline)."""
         return self.predictor.filter_window
+
+    def on_fit_start(self) -> None:
+        """Warns when the data's estimated disparities (a stereo DataModule's ``disparity_range``)
+        lie beyond the offsets the filters read."""
+        estimate, window = getattr(self.trainer.datamodule, "disparity_range", None), self.filter_window
+        if estimate is None or window is None:
+            return
+        (low, high), reach = estimate, (window.ox, window.ox + window.kw - 1)
+        if low < reach[0] - 0.5 or high > reach[1] + 0.5:
+            rank_zero_warn(f"the data's disparities ({low:.1f} to {high:.1f} px at the working width, as "
+                           f"`python -m dfn pack` estimated them) reach beyond the filters' offsets "
+                           f"({reach[0]} to {reach[1]} px): widen kernel_size [1, K] with the net's head, or "
+                           f"set origin [0, 0] for one-sided filters (README, 'Wider disparities')")
 
     def split_frames(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``batch["frames"] (B, frames_in + frames_out, C, H, W)`` -> observed ``(B, frames_in,
@@ -88,7 +125,7 @@ class VideoPredictionModel(DFNModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         observed, future = self.split_frames(batch)
-        prediction, filters = self(observed, return_filters=self.smoothness_weight > 0)
+        prediction, filters = self(observed, return_filters=self.smoothness_weight > 0, future=future)
         loss = (frame_bce if self.loss_name == "bce" else frame_se)(prediction, future).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(observed))
         if filters is not None:
@@ -101,13 +138,14 @@ class VideoPredictionModel(DFNModule):
         observed, future = self.split_frames(batch)
         truth = next((key for key in ("disparity", "flow", "reads_from") if key in batch), None)
         window = self.filter_window
-        prediction, filters = self(observed, return_filters=truth is not None and window is not None)
+        prediction, filters = self(observed, return_filters=truth is not None and window is not None, future=future)
         curves.update(prediction, future)
         if filters is None:
             return
         shift = expected_shift(filters.float(), window)                          # (B, T, 2, H, W)
         if truth == "disparity":
-            readout.update(disparity_on_left_grid(shift[:, 0, 1]), batch["disparity"])
+            cost = prediction_cost(prediction[:, 0], future[:, 0])
+            readout.update(disparity_on_left_grid(shift[:, 0, 1], cost), batch["disparity"])
             return
         steps = shift.shape[1]           # step k applied its filters to frame frames_in - 1 + k
         if truth == "reads_from":        # on the predicted frames' grid: the offsets themselves
@@ -129,8 +167,8 @@ class VideoPredictionModel(DFNModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """``{"frames", "prediction", "filters" (or None), "index"}`` for the prediction writer."""
-        observed, _ = self.split_frames(batch)
-        prediction, filters = self(observed, return_filters=True)
+        observed, future = self.split_frames(batch)
+        prediction, filters = self(observed, return_filters=True, future=future)
         return {"frames": batch["frames"].cpu(), "prediction": prediction.cpu(),
                 "filters": None if filters is None else filters.cpu(), "index": batch["index"].cpu()}
 

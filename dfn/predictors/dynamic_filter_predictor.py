@@ -5,6 +5,12 @@ At each step the filter-generating network reads the ``context_frames`` most rec
 per-pixel filters (and a dynamic bias) that are applied to the most recent frame to predict the
 next one. After the observed frames, each prediction is fed back as the next input. Stereo is the
 case of one observed frame (the left view), one predicted (the right) and a feed-forward net.
+
+Binocular stereo (beyond the paper) passes the right view as ``guide``: the generator then also
+sees the frame it predicts, stacked after its context, while the filters still apply to the
+left view, so they still hold the disparity and cannot copy the right view. With
+``matching_costs`` it also sees how well each tap's offset matches the guide
+(:func:`dfn.layers.matching_costs`): a cost volume over the filters' own window.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dfn.errors import ConfigError
-from dfn.layers import DynamicLocalFilter
+from dfn.layers import DynamicLocalFilter, matching_costs
 from dfn.ops import BACKENDS, KernelSize
 from dfn.ops.geometry import Window
 
@@ -41,15 +47,17 @@ class DynamicFilterPredictor(nn.Module):
             ``start_gain`` and biased towards filters with ``start_centre_weight`` on the centre
             tap and a zero dynamic bias (the net needs a ``start_output(bias, gain)`` method).
         start_centre_weight, start_gain: of the ``"identity"`` start.
+        matching_costs: with a ``guide`` (binocular stereo), the generator also sees the
+            ``kh*kw`` matching costs of the filtered frame against the guide, one per tap.
         backend: the dynamic filtering op's implementation (:mod:`dfn.ops.backends`).
     """
 
     def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, origin: Optional[list[int]] = None,
                  softmax: bool = True, bias_channels: int = 0, context_frames: int = 1, start: str = "paper",
-                 start_centre_weight: float = 0.99, start_gain: float = 0.0,
+                 start_centre_weight: float = 0.99, start_gain: float = 0.0, matching_costs: bool = False,
                  backend: str = "auto") -> None:
         super().__init__()
-        self.net, self.context_frames = net, context_frames
+        self.net, self.context_frames, self.matching_costs = net, context_frames, matching_costs
         if backend not in BACKENDS:
             raise ConfigError(f"predictor backend must be one of {list(BACKENDS)}, got {backend!r}")
         try:
@@ -79,17 +87,23 @@ class DynamicFilterPredictor(nn.Module):
         """The window (``kh, kw``, origin ``oy, ox``) of the filters that ``forward`` returns."""
         return self.filter.window
 
-    def forward(self, observed: Tensor, future: int, return_filters: bool = False
-                ) -> tuple[Tensor, Optional[Tensor]]:
+    def forward(self, observed: Tensor, future: int, return_filters: bool = False,
+                guide: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """Predictions ``(B, future, C, H, W)`` and, if asked, the filters that made them
-        ``(B, future, kh*kw, H, W)``."""
+        ``(B, future, kh*kw, H, W)``. ``guide (B, future, C, H, W)``: frames the generator also
+        sees at each predicted step (binocular stereo: the right view), never filtered."""
         T_in, channels = observed.shape[1], observed.shape[2]
-        expected = getattr(self.net, "in_channels", self.context_frames * channels)
-        if self.context_frames * channels != expected:
-            raise ConfigError(
-                f"the filter generator takes {expected} input channels, but {self.context_frames} context "
-                f"frame(s) of {channels} channel(s) give {self.context_frames * channels}: set the net's "
-                f"in_channels to {self.context_frames * channels} (or make the data grayscale)")
+        costs = self.matching_costs and guide is not None
+        seen = (self.context_frames + (guide is not None)) * channels + costs * self.filter.window.taps
+        expected = getattr(self.net, "in_channels", seen)
+        if seen != expected:
+            what = f"{self.context_frames} context frame(s) of {channels} channel(s)" + (
+                " and the guide frame" if guide is not None else "") + (
+                f" and {self.filter.window.taps} matching costs" if costs else "")
+            raise ConfigError(f"the filter generator takes {expected} input channels, but {what} give {seen}: "
+                              f"set the net's in_channels to {seen} (or make the data grayscale)")
+        if guide is not None and guide.shape[1] != future:
+            raise ValueError(f"guide holds {guide.shape[1]} frames for {future} predicted steps")
         history = [observed[:, 0]] * (self.context_frames - 1)
         hidden, predictions, filters = None, [], []
         for t in range(T_in + future - 1):
@@ -98,7 +112,10 @@ class DynamicFilterPredictor(nn.Module):
             if t < T_in - 1:                            # steps before only update the state
                 hidden = self._advance(torch.cat(history, dim=1), hidden)
                 continue
-            theta, hidden = self.net(torch.cat(history, dim=1), hidden)
+            seen_now = history + ([] if guide is None else [guide[:, t - T_in + 1]])
+            if costs:
+                seen_now.append(matching_costs(frame, guide[:, t - T_in + 1], self.filter.window))
+            theta, hidden = self.net(torch.cat(seen_now, dim=1), hidden)
             if return_filters:                          # normalise once, keep the filters
                 step_filters, bias = self.filter.split(theta)
                 predictions.append(self.filter.filter_with(frame, step_filters, bias))
