@@ -133,6 +133,12 @@ class HDF5DataModule(StreamDataModule):
         self.val_starts = sorted({walk[int(i)] for i in picks.round().long()})
         self.predict_samples = predict_samples
 
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the stored pixels in use (the crop, or the whole stored frame):
+        the resolution read-outs are returned at on request."""
+        return tuple(self.source.transform.region(self.source.frame_shape)[2:])
+
     def _walk(self, frames: range, stride: int) -> list[int]:
         """First frames of the samples every ``stride`` frames that fit inside ``frames``."""
         return list(range(frames.start, frames.stop - self.sample_frames + 1, stride))

@@ -35,8 +35,8 @@ import datamodules  # noqa: F401  (dfn's DataModules and models, listed by --hel
 import dfn.models  # noqa: F401
 from dfn import help_text, run_summary
 from dfn.atomic import remove_partials
-from dfn.callbacks import (LastCheckpoint, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss, TestResultsWriter,
-                           WandbRunId)
+from dfn.callbacks import (CheckpointArtifacts, LastCheckpoint, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
+                           TestResultsWriter, WandbRunId)
 from dfn.checkpoint_info import read_checkpoint
 from dfn.checkpoint_io import use_atomic_checkpoints
 from dfn.cpu_share import threads_within_quota
@@ -87,7 +87,8 @@ class DfnCLI(LightningCLI):
                            "description": help_text.MAIN, "formatter_class": help_text.HelpFormatter},
             trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": wandb},
                               "max_epochs": -1, "use_distributed_sampler": False,
-                              "callbacks": [WandbRunId(), StopOnNonFiniteLoss(), TestResultsWriter()]},
+                              "callbacks": [WandbRunId(), CheckpointArtifacts(), StopOnNonFiniteLoss(),
+                                            TestResultsWriter()]},
             auto_configure_optimizers=False, args=args, run=run)
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:

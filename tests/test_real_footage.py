@@ -274,3 +274,26 @@ def test_test_and_predict_reuse_the_run_config(tmp_path, stereo_file):
     assert report["global_step"] == 2 and "test/disparity_epe" in report["metrics"]
     maps = sorted((run / "predictions").glob("*_disparity.npy"))
     assert len(maps) == 2 and np.load(maps[0]).shape == (64, 64)
+
+
+def test_predict_returns_the_disparity_at_the_stored_resolution_on_request(tmp_path, stereo_file, dfn_main,
+                                                                          moving_mnist_tiny):
+    """Working at 32x32 on pairs stored at 64x64: ``_disparity_stored.npy`` is the working map
+    brought to 64x64 with twice its values; a generated dataset has no stored size to match."""
+    run = tmp_path / "run"
+    config = ["--config", str(ROOT / "configs/stereo.yaml"), "--data.init_args.path", str(stereo_file),
+              "--data.init_args.size", "[32, 32]", "--model.init_args.predictor.init_args.net.init_args.image_size",
+              "32", "--model.init_args.predictor.init_args.net.init_args.untied_bias", "[]", *QUIET]
+    DfnCLI(args=["fit", *config, "--data.init_args.batch_size", "2", "--run_dir", str(run),
+                 "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"])
+    DfnCLI(args=["predict", *config, "--run_dir", str(run), "--ckpt_path", "last", "--data.init_args.predict_samples",
+                 "1", "--trainer.callbacks.init_args.stored_resolution", "true"])
+    name = next((run / "predictions").glob("*_prediction.npy")).name.removesuffix("_prediction.npy")
+    working, stored = (np.load(run / f"predictions/{name}_disparity{ext}.npy") for ext in ("", "_stored"))
+    assert working.shape == (32, 32) and stored.shape == (64, 64)
+    assert stored.mean() == pytest.approx(2 * working.mean(), rel=0.02)
+    pair = np.load(run / f"predictions/{name}_prediction.npy")
+    assert pair.shape == (1, 32, 32, 1)
+    status, err = dfn_main(["predict", *moving_mnist_tiny(tmp_path / "cache"), "--run_dir", str(tmp_path / "mnist"),
+                            "--trainer.callbacks.init_args.stored_resolution", "true"])
+    assert status == 2 and "no stored frames" in err, err

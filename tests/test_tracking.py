@@ -48,6 +48,8 @@ def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_
     run_id = first[0].name.rsplit("-", 1)[-1]
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["wandb_run_id"] == run_id
     assert list(first[0].glob("files/media/images/val/figure_*.png")), "Figure 4 image not logged"
+    record = next(first[0].glob("*.wandb")).read_bytes()          # the offline run's record, for `wandb sync`
+    assert f"checkpoints-{run_id}".encode() in record and b"last.ckpt" in record, "checkpoints not logged"
 
     dfn("fit", *common, "--trainer.max_steps", "4", "--ckpt_path", "last")
     runs = sorted((run / "wandb").glob("offline-run-*"))

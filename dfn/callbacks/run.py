@@ -1,5 +1,5 @@
-"""Run-level callbacks of the harness: the W&B run id in checkpoints, run-config saving, the
-checkpoint writers (best and ``last.ckpt``) and the NaN / inf stop."""
+"""Run-level callbacks of the harness: the W&B run id in checkpoints, the checkpoints as a W&B
+artifact, run-config saving, the checkpoint writers (best and ``last.ckpt``) and the NaN / inf stop."""
 from __future__ import annotations
 
 import os
@@ -25,6 +25,28 @@ class WandbRunId(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 checkpoint["wandb_run_id"] = logger.version
+
+
+class CheckpointArtifacts(Callback):
+    """When a fit ends, logs its checkpoints (``last.ckpt`` and the best files of every checkpoint
+    callback) to each W&B logger as one artifact, ``checkpoints-<run id>`` of type ``model``,
+    alias ``latest`` (offline runs keep it for ``wandb sync``), so a run on a cluster can be
+    fetched and tested elsewhere. A fit stopped by SIGTERM logs them when its resumed fit ends."""
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        files = sorted({path for callback in trainer.checkpoint_callbacks
+                        for path in (callback.last_model_path, callback.best_model_path, *callback.best_k_models)
+                        if path and os.path.isfile(path)})
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not files or not loggers or not trainer.is_global_zero:
+            return
+        import wandb
+        for logger in loggers:
+            artifact = wandb.Artifact(f"checkpoints-{logger.version}", type="model",
+                                      metadata={"global_step": trainer.global_step})
+            for path in files:
+                artifact.add_file(path, name=os.path.basename(path))
+            logger.experiment.log_artifact(artifact, aliases=["latest"])
 
 
 class RunConfigSaver(SaveConfigCallback):

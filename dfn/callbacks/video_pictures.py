@@ -17,39 +17,58 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder, weights_step
+from dfn.errors import ConfigError
+from dfn.ground_truth import resize_field
 from dfn.ops.geometry import Window
-from dfn.readout import disparity_on_left_grid, expected_shift, prediction_cost
+from dfn.readout import disparity_on_left_grid, expected_shift, flow_on_source_grid, prediction_cost
 from dfn.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
 
+def filter_readout(filters: Tensor, window: Window, predicted: Tensor, future: Tensor, disparity: bool) -> Tensor:
+    """Filters ``(T, kh*kw, H, W)`` of one sequence -> their read-out in px at the working size:
+    with ``disparity`` (stereo) ``(T, H, W)`` on the left view's grid, else the flow
+    ``(T, H, W, 2)`` as ``(dx, dy)`` on the grid of the frame each step's filters were applied to
+    (:mod:`dfn.readout`). ``predicted``, ``future (T, C, H, W)`` settle colliding disparity claims."""
+    offset = expected_shift(filters.float(), window)                          # (T, 2, H, W)
+    if disparity:
+        return disparity_on_left_grid(offset[:, 1], prediction_cost(predicted, future))
+    return flow_on_source_grid(offset)
+
+
+def picture_scale(height: int, width: int, long_side: int = 256) -> int:
+    """The nearest-neighbour upscaling that brings the long side of a picture to ``long_side``."""
+    return max(1, -(-long_side // max(height, width)))
+
+
 def sequence_pictures(observed: Tensor, future: Tensor, predicted: Tensor, filters: Optional[Tensor],
                       window: Optional[Window], disparity: bool = False) -> dict[str, Any]:
-    """One sequence ``(T, C, H, W)`` (C = 1 or 3) -> ``{"strips": rgb, "flow": rgb or None, "gif": [rgb, ...],
-    "disparity": (T, H, W) or None}``. With ``disparity`` (stereo) the filters are drawn as a
-    disparity map on the left view's grid (:func:`dfn.readout.disparity_on_left_grid`) instead of
-    as motion."""
-    scale = max(1, 128 // observed.shape[-1])
-    flow, shift = None, None
+    """One sequence ``(T, C, H, W)`` (C = 1 or 3) -> ``{"strips": rgb, "readout": rgb or None,
+    "gif": [rgb, ...], "values": the read-out (:func:`filter_readout`) or None}``, upscaled to
+    at least 256 px on the long side. The read-out picture is a disparity map (stereo: blue 0 px
+    to red the largest, labelled in px) or the flow in optical-flow colours with its colour wheel
+    (labelled with the speed of full saturation, in px per frame)."""
+    scale = picture_scale(*observed.shape[-2:])
+    picture, values = None, None
     if filters is not None and window is not None:
-        offset = expected_shift(filters.float(), window)                  # (T, 2, H, W)
+        values = filter_readout(filters, window, predicted, future, disparity)
+        labels = [f"t+{t + 1}" for t in range(len(values))]
         if disparity:
-            shift = disparity_on_left_grid(offset[:, 1], prediction_cost(predicted, future))   # (T, H, W)
-            limit = max(float(shift.max()), 1e-6)
+            limit = max(float(values.max()), 1e-6)
             bar = disparity_bar(observed.shape[-2] * scale, observed.shape[-1] * scale)
-            flow = grid([[disparity_image(d, limit, scale) for d in shift] + [bar]],
-                        column_labels=[f"t+{t + 1}" for t in range(len(shift))] + [f"0-{limit:.1f}px"])
+            picture = grid([[disparity_image(d, limit, scale) for d in values] + [bar]],
+                           column_labels=labels + [f"0-{limit:.1f}px"])
         else:
-            motion = -offset
+            motion = values.permute(0, 3, 1, 2).flip(1)                           # (T, 2, H, W) as (dy, dx)
             limit = max(float(motion.norm(dim=1).max()), 1e-6)
             wheel = color_wheel(observed.shape[-1] * scale)
-            flow = grid([[flow_image(m, limit, scale) for m in motion] + [wheel]],
-                        column_labels=[f"t+{t + 1}" for t in range(len(motion))] + [f"{limit:.1f}px"])
+            picture = grid([[flow_image(m, limit, scale) for m in motion] + [wheel]],
+                           column_labels=labels + [f"{limit:.1f}px"])
     truth = torch.cat([observed, future]).float()
     shown = torch.cat([observed, predicted.clamp(0, 1)]).float()
     gif = [np.concatenate([frame_image(a, scale), frame_image(b, scale)], axis=1) for a, b in zip(truth, shown)]
-    return {"strips": video_strips(observed, future, predicted, scale), "flow": flow, "gif": gif,
-            "disparity": shift}
+    return {"strips": video_strips(observed, future, predicted, scale), "readout": picture, "gif": gif,
+            "values": values}
 
 
 class VideoPictures(Callback):
@@ -73,11 +92,11 @@ class VideoPictures(Callback):
                                      None if filters is None else filters[0].cpu(), pl_module.filter_window,
                                      self.disparity)
         publish_picture(trainer, f"{stage}/strips", pictures["strips"], "input / truth / prediction")
-        if pictures["flow"] is not None and self.disparity:
-            publish_picture(trainer, f"{stage}/filters_as_disparity", pictures["flow"],
+        if pictures["readout"] is not None and self.disparity:
+            publish_picture(trainer, f"{stage}/filters_as_disparity", pictures["readout"],
                             "horizontal shift the filters read from (blue 0 px to red the maximum)")
-        elif pictures["flow"] is not None:
-            publish_picture(trainer, f"{stage}/filters_as_flow", pictures["flow"],
+        elif pictures["readout"] is not None:
+            publish_picture(trainer, f"{stage}/filters_as_flow", pictures["readout"],
                             "motion implied by the filters (hue: direction, saturation: speed)")
         gif = run_folder(trainer, "figures") / f"{stage}_step{weights_step(trainer):07d}.gif"
         save_gif(pictures["gif"], gif)
@@ -93,39 +112,65 @@ class VideoPictures(Callback):
 
 
 class VideoPredictionWriter(BasePredictionWriter):
-    """``predict``: for every sequence, ``seq<i>_strips.png``, ``seq<i>_flow.png`` (DFN only) and
-    ``seq<i>.gif`` in ``output_dir`` (default ``<run_dir>/predictions``); never replaces files
-    unless ``overwrite``. Expects ``predict_step`` to return ``frames``, ``prediction``,
-    ``filters`` (or ``None``) and ``index`` (the sequence numbers, or first frames).
+    """``predict``: for every sequence ``seq<i>`` in ``output_dir`` (default
+    ``<run_dir>/predictions``), never replacing files unless ``overwrite``:
 
-    With ``disparity`` (stereo) the filter picture is ``seq<i>_disparity.png`` and the read-out is
-    also saved as ``seq<i>_disparity.npy``: ``float32 (H, W)`` on the left view's grid, the
-    filters' expected horizontal offset in pixels of the working resolution brought from the
-    right view's grid (:mod:`dfn.readout`); positive = the right view shows the left view's pixel
-    further left (the usual disparity of a rectified pair).
+    * pictures, upscaled to at least 256 px: ``_strips.png``, ``.gif`` and the read-out,
+      ``_flow.png`` (with its colour wheel) or, with ``disparity`` (stereo), ``_disparity.png``
+      (with its colour bar and range in px);
+    * arrays (``.npy``, float32): ``_prediction.npy`` ``(T, H, W, C)`` in [0, 1], the predicted
+      frames in the HDF5 schema's layout; for a DFN the read-out in px at the working size,
+      ``_flow.npy`` ``(T, H, W, 2)`` as ``(dx, dy)`` per predicted step on the grid of the frame
+      its filters were applied to, or ``_disparity.npy`` ``(H, W)`` on the left view's grid
+      (positive: the right view shows the left view's pixel further left, the usual disparity);
+    * with ``stored_resolution``, the read-out also at the resolution of the file's frames (the
+      region in use: the crop, or the whole stored frame), resized and its values scaled by the
+      width (and height) ratio: ``_flow_stored.npy`` or ``_disparity_stored.npy``.
+
+    One ``.npy`` per sample and quantity: numpy alone reads it, and it sits beside the picture of
+    the same name. Expects ``predict_step`` to return ``frames``, ``prediction``, ``filters`` (or
+    ``None``) and ``index`` (the sequence numbers, or first frames).
     """
 
-    def __init__(self, output_dir: Optional[str] = None, overwrite: bool = False, disparity: bool = False) -> None:
+    def __init__(self, output_dir: Optional[str] = None, overwrite: bool = False, disparity: bool = False,
+                 stored_resolution: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.output_dir, self.overwrite, self.disparity = output_dir, overwrite, disparity
+        self.stored_resolution = stored_resolution
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.stored_resolution and getattr(trainer.datamodule, "stored_size", None) is None:
+            raise ConfigError(f"stored_resolution: {type(trainer.datamodule).__name__} has no stored frames to "
+                              "match (it generates them); set stored_resolution false")
+
+    def _outputs(self, has_filters: bool) -> tuple[str, ...]:
+        readout = "_disparity" if self.disparity else "_flow"
+        arrays = (readout + ".npy",) + ((readout + "_stored.npy",) if self.stored_resolution else ())
+        return ("_strips.png", ".gif", "_prediction.npy") + ((readout + ".png", *arrays) if has_filters else ())
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
         folder = Path(self.output_dir) if self.output_dir else run_folder(trainer, "predictions")
         names = [f"seq{int(i):05d}" for i in prediction["index"]]
-        filter_picture = "_disparity.png" if self.disparity else "_flow.png"
-        outputs = ("_strips.png", ".gif", filter_picture) + (("_disparity.npy",) if self.disparity else ())
-        check_not_overwriting([folder / f"{n}{ext}" for n in names for ext in outputs], self.overwrite)
         filters = prediction["filters"]
+        check_not_overwriting([folder / f"{n}{ext}" for n in names for ext in self._outputs(filters is not None)],
+                              self.overwrite)
+        readout = "_disparity" if self.disparity else "_flow"
         for k, name in enumerate(names):
             observed, future = pl_module.split_frames({"frames": prediction["frames"][k:k + 1]})
-            pictures = sequence_pictures(observed[0], future[0], prediction["prediction"][k],
+            predicted = prediction["prediction"][k]
+            pictures = sequence_pictures(observed[0], future[0], predicted,
                                          None if filters is None else filters[k], pl_module.filter_window,
                                          self.disparity)
             save_png(pictures["strips"], folder / f"{name}_strips.png")
-            if pictures["flow"] is not None:
-                save_png(pictures["flow"], folder / f"{name}{filter_picture}")
-            if pictures["disparity"] is not None:
-                np.save(folder / f"{name}_disparity.npy", pictures["disparity"][0].numpy().astype(np.float32))
             save_gif(pictures["gif"], folder / f"{name}.gif")
+            np.save(folder / f"{name}_prediction.npy", predicted.float().permute(0, 2, 3, 1).numpy())
+            if pictures["values"] is None:
+                continue
+            save_png(pictures["readout"], folder / f"{name}{readout}.png")
+            values = pictures["values"].float()
+            np.save(folder / f"{name}{readout}.npy", (values[0] if self.disparity else values).numpy())
+            if self.stored_resolution:
+                stored = resize_field(values, None, trainer.datamodule.stored_size)
+                np.save(folder / f"{name}{readout}_stored.npy", (stored[0] if self.disparity else stored).numpy())
