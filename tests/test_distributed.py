@@ -34,7 +34,8 @@ def experiment(request, tmp_path, moving_mnist_tiny, highway_tiny, stereo_tiny) 
     if request.param == "moving_mnist":
         return moving_mnist_tiny(tmp_path / "cache") + ["--data.init_args.val_sequences", "6"]
     if request.param == "highway":
-        return highway_tiny(moving_texture(tmp_path / "v.h5", frames=60)) + ["--data.init_args.val_samples", "3"]
+        return highway_tiny(moving_texture(tmp_path / "v.h5", frames=60)) + [     # 3 held-out samples
+            "--data.init_args.val_samples", "3", "--data.init_args.val_fraction", "0.4"]
     return stereo_tiny(stereo_planes(tmp_path / "s.h5", frames=30)) + ["--data.init_args.val_samples", "5"]
 
 
