@@ -297,3 +297,43 @@ def test_predict_returns_the_disparity_at_the_stored_resolution_on_request(tmp_p
     status, err = dfn_main(["predict", *moving_mnist_tiny(tmp_path / "cache"), "--run_dir", str(tmp_path / "mnist"),
                             "--trainer.callbacks.init_args.stored_resolution", "true"])
     assert status == 2 and "no stored frames" in err, err
+
+
+def test_the_readme_recipe_for_your_own_stereo_pair(tmp_path):
+    """README, "Your own stereo pair": pack, fit with the three configs, predict at the stored
+    resolution (run as the README writes them; a short fit)."""
+    rendered = tmp_path / "photos"
+    main(["scenes", "stereo", str(rendered), "--count", "1", "--size", "96", "128", "--max-disparity", "12"])
+    pair = tmp_path / "pair.h5"
+    main(["pack", str(rendered / "left"), str(rendered / "right"), str(pair), "--size", "64", "64", "--no-progress"])
+    run = tmp_path / "runs/stereo_single_pair"
+    DfnCLI(args=["fit", "--config", str(ROOT / "configs/stereo.yaml"), "--config", str(ROOT / "configs/stereo_single_pair.yaml"),
+                 "--config", str(ROOT / "configs/stereo_binocular.yaml"), "--data.init_args.path", str(pair),
+                 "--run_dir", str(run), "--trainer.max_steps", "2", "--data.init_args.batch_size", "2", *QUIET])
+    DfnCLI(args=["predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last",
+                 "--trainer.callbacks.init_args.stored_resolution", "true", *QUIET])
+    assert np.load(run / "predictions/seq00000_disparity.npy").shape == (64, 64)
+    assert np.load(run / "predictions/seq00000_disparity_stored.npy").shape == (64, 64)   # packed at 64
+
+
+@pytest.mark.parametrize("overlay", ["highway_128", "highway_256", "stereo_128", "stereo_256", "binocular_128",
+                                     "binocular_256"])
+def test_the_size_overlays_build_and_predict_at_their_size(overlay, stereo_file, video_file):
+    """configs/sizes/: each overlay, layered as its header says, builds a model that predicts at
+    its size, with filters whose reach grows with the frame."""
+    experiment, size = overlay.split("_")
+    size = int(size)
+    layers = {"highway": ["highway"], "stereo": ["stereo"], "binocular": ["stereo", "stereo_binocular"]}[experiment]
+    args = [a for name in layers for a in ("--config", str(ROOT / f"configs/{name}.yaml"))]
+    data = video_file if experiment == "highway" else stereo_file
+    cli = DfnCLI(args=[*args, "--config", str(ROOT / f"configs/sizes/{overlay}.yaml"), "--data.init_args.path",
+                       str(data), *QUIET], run=False)
+    model = cli.model.eval()
+    frames = model.frames_in + model.frames_out
+    batch = torch.rand(1, frames, 1, size, size)
+    observed, future = model.split_frames({"frames": batch})
+    with torch.no_grad():
+        prediction, filters = model(observed, return_filters=True, future=future)
+    assert prediction.shape == future.shape and cli.datamodule.val_set[0]["frames"].shape[-1] == size
+    reach = model.filter_window.kw - 1 + model.filter_window.ox                  # the farthest offset, px
+    assert reach > {"highway": 5, "stereo": 6, "binocular": 24}[experiment], model.filter_window   # at 64 px
