@@ -28,8 +28,7 @@ def _gray(frames: np.ndarray) -> torch.Tensor:
 
 def disparity_range(left: np.ndarray, right: np.ndarray, max_shift: Optional[int] = None,
                     block: Optional[int] = None, percentiles: tuple[float, float] = (1.0, 99.0),
-                    confidence: float = 0.3
-                    ) -> Optional[tuple[float, float]]:
+                    confidence: float = 0.3) -> Optional[tuple[float, float]]:
     """``left``, ``right``: ``uint8 (N, H, W[, C])`` pairs -> ``(low, high)`` disparity in px at
     their resolution, or ``None`` where no pixel matches with confidence (textureless views).
 
@@ -45,8 +44,7 @@ def disparity_range(left: np.ndarray, right: np.ndarray, max_shift: Optional[int
     if factor > 1:
         l, r = F.avg_pool2d(l, factor), F.avg_pool2d(r, factor)
     width = l.shape[-1]
-    max_shift = None if max_shift is None else -(-max_shift // factor)
-    max_shift = width // 2 if max_shift is None else max_shift
+    max_shift = width // 2 if max_shift is None else -(-max_shift // factor)    # in matched px
     block = max(7, width // 8) | 1 if block is None else block
     best = torch.full(r.shape, float("inf"))
     winner = torch.zeros(r.shape)
