@@ -70,6 +70,13 @@ def prediction_cost(predicted: Tensor, truth: Tensor) -> Tensor:
     return F.avg_pool2d(error, 3, stride=1, padding=1, count_include_pad=False)[:, 0]
 
 
+def stereo_disparity(shift_x: Tensor, predicted: Tensor, right: Tensor) -> Tensor:
+    """The filters' horizontal offsets ``(N, H, W)`` on the right view's grid, with the predicted
+    and true right views ``(N, C, H, W)`` -> disparity ``(N, H, W)`` on the left view's grid, the
+    colliding claims settled by :func:`prediction_cost`."""
+    return disparity_on_left_grid(shift_x, prediction_cost(predicted, right))
+
+
 def flow_on_source_grid(shift: Tensor, iterations: int = ITERATIONS) -> Tensor:
     """Offsets ``(B, 2, H, W)`` as ``(dy, dx)`` on the predicted frame's grid -> flow
     ``(B, H, W, 2)`` as ``(dx, dy)`` on the grid of the frame the filters were applied to."""

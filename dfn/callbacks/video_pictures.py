@@ -20,7 +20,7 @@ from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_pi
 from dfn.errors import ConfigError
 from dfn.ground_truth import resize_field
 from dfn.ops.geometry import Window
-from dfn.readout import disparity_on_left_grid, expected_shift, flow_on_source_grid, prediction_cost
+from dfn.readout import expected_shift, flow_on_source_grid, stereo_disparity
 from dfn.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
@@ -31,9 +31,7 @@ def filter_readout(filters: Tensor, window: Window, predicted: Tensor, future: T
     ``(T, H, W, 2)`` as ``(dx, dy)`` on the grid of the frame each step's filters were applied to
     (:mod:`dfn.readout`). ``predicted``, ``future (T, C, H, W)`` settle colliding disparity claims."""
     offset = expected_shift(filters.float(), window)                          # (T, 2, H, W)
-    if disparity:
-        return disparity_on_left_grid(offset[:, 1], prediction_cost(predicted, future))
-    return flow_on_source_grid(offset)
+    return stereo_disparity(offset[:, 1], predicted, future) if disparity else flow_on_source_grid(offset)
 
 
 def picture_scale(height: int, width: int, long_side: int = 256) -> int:
@@ -143,10 +141,14 @@ class VideoPredictionWriter(BasePredictionWriter):
             raise ConfigError(f"stored_resolution: {type(trainer.datamodule).__name__} has no stored frames to "
                               "match (it generates them); set stored_resolution false")
 
+    @property
+    def _readout(self) -> str:
+        """The read-out files' suffix."""
+        return "_disparity" if self.disparity else "_flow"
+
     def _outputs(self, has_filters: bool) -> tuple[str, ...]:
-        readout = "_disparity" if self.disparity else "_flow"
-        arrays = (readout + ".npy",) + ((readout + "_stored.npy",) if self.stored_resolution else ())
-        return ("_strips.png", ".gif", "_prediction.npy") + ((readout + ".png", *arrays) if has_filters else ())
+        arrays = (self._readout + ".npy",) + ((self._readout + "_stored.npy",) if self.stored_resolution else ())
+        return ("_strips.png", ".gif", "_prediction.npy") + ((self._readout + ".png", *arrays) if has_filters else ())
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
@@ -156,7 +158,7 @@ class VideoPredictionWriter(BasePredictionWriter):
         filters = prediction["filters"]
         check_not_overwriting([folder / f"{n}{ext}" for n in names for ext in self._outputs(filters is not None)],
                               self.overwrite)
-        readout = "_disparity" if self.disparity else "_flow"
+        readout = self._readout
         for k, name in enumerate(names):
             observed, future = pl_module.split_frames({"frames": prediction["frames"][k:k + 1]})
             predicted = prediction["prediction"][k]

@@ -31,8 +31,7 @@ from torch import Tensor, nn
 from dfn.layers import filter_smoothness
 from dfn.ops.geometry import Window
 from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
-from dfn.readout import (ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid,
-                         prediction_cost)
+from dfn.readout import ReadoutScores, expected_shift, flow_on_source_grid, stereo_disparity
 from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
                              SchedulerFactory, adam)
 
@@ -144,8 +143,7 @@ class VideoPredictionModel(DFNModule):
             return
         shift = expected_shift(filters.float(), window)                          # (B, T, 2, H, W)
         if truth == "disparity":
-            cost = prediction_cost(prediction[:, 0], future[:, 0])
-            readout.update(disparity_on_left_grid(shift[:, 0, 1], cost), batch["disparity"])
+            readout.update(stereo_disparity(shift[:, 0, 1], prediction[:, 0], future[:, 0]), batch["disparity"])
             return
         steps = shift.shape[1]           # step k applied its filters to frame frames_in - 1 + k
         if truth == "reads_from":        # on the predicted frames' grid: the offsets themselves
