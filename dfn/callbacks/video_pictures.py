@@ -117,7 +117,8 @@ class VideoPredictionWriter(BasePredictionWriter):
       ``_flow.png`` (with its colour wheel) or, with ``disparity`` (stereo), ``_disparity.png``
       (with its colour bar and range in px);
     * arrays (``.npy``, float32): ``_prediction.npy`` ``(T, H, W, C)`` in [0, 1], the predicted
-      frames in the HDF5 schema's layout; for a DFN the read-out in px at the working size,
+      frames in the HDF5 schema's layout (clipped to [0, 1], as the pictures
+      are: a dynamic bias can overshoot); for a DFN the read-out in px at the working size,
       ``_flow.npy`` ``(T, H, W, 2)`` as ``(dx, dy)`` per predicted step on the grid of the frame
       its filters were applied to, or ``_disparity.npy`` ``(H, W)`` on the left view's grid
       (positive: the right view shows the left view's pixel further left, the usual disparity);
@@ -167,7 +168,8 @@ class VideoPredictionWriter(BasePredictionWriter):
                                          self.disparity)
             save_png(pictures["strips"], folder / f"{name}_strips.png")
             save_gif(pictures["gif"], folder / f"{name}.gif")
-            np.save(folder / f"{name}_prediction.npy", predicted.float().permute(0, 2, 3, 1).numpy())
+            frames = predicted.float().clamp(0, 1).permute(0, 2, 3, 1)          # as the pictures show them
+            np.save(folder / f"{name}_prediction.npy", frames.numpy())
             if pictures["values"] is None:
                 continue
             save_png(pictures["readout"], folder / f"{name}{readout}.png")
