@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -22,19 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from dfn.profiling import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {
     "highway": ["configs/highway.yaml"],
     "stereo": ["configs/stereo.yaml"],
     "binocular": ["configs/stereo.yaml", "configs/stereo_binocular.yaml"],
 }
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def configs(experiment: str, size: int) -> list[str]:

@@ -8,8 +8,10 @@ bandwidth) with each implementation's ratio to it. Implementations: ``unfold_ref
 blocks, few launches; the CUDA default) and ``triton`` (where the triton package is installed: on
 CUDA, or on the CPU under ``TRITON_INTERPRET=1``, which checks the script, not the speed); with
 ``--compile`` also the reference and the portable backends under ``torch.compile``. ``--softmax``
-passes logits (the models' case; the Triton kernel normalises them inside). (Results before the
-backends existed call the C kernel ``ours_fused``.)
+passes logits (the models' case; the C and Triton kernels normalise them inside), and adds
+``ours_c_unfused``: torch's softmax, then the C kernel on the normalised filters (the C backend's
+path before its kernels took logits). (Results before the backends existed call the C kernel
+``ours_fused``.)
 
     python benchmarks/ops.py                      # B=16, 64x64, C in {1, 3}, 9x9 / 11x11 / 13x1
     python benchmarks/ops.py --compile            # also torch.compile'd variants (slow to compile)
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from typing import Callable
 
@@ -27,7 +28,7 @@ import torch
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
 from dfn.ops.backends import resolve
-from dfn.profiling import copy_bandwidth, median_seconds, saved_tensor_bytes
+from dfn.profiling import copy_bandwidth, machine, median_seconds, saved_tensor_bytes
 
 Op = Callable[..., torch.Tensor]
 
@@ -86,6 +87,9 @@ def main() -> None:
         if runs_here(backend, device):
             implementations[f"ours_{backend}"] = with_options(
                 dynamic_local_filter, softmax=args.softmax, backend=backend)
+    if args.softmax and "ours_c" in implementations:
+        implementations["ours_c_unfused"] = lambda x, f, kernel: dynamic_local_filter(
+            x, torch.softmax(f, dim=1), kernel, backend="c")
     if args.compile:  # one compilation per (shape, grad mode, path): past dynamo's default of 8
         torch._dynamo.config.recompile_limit = 64
         implementations["unfold_reference_compiled"] = torch.compile(reference, dynamic=False)
@@ -95,9 +99,8 @@ def main() -> None:
                     implementations[f"ours_{backend}"], dynamic=False)
 
     bandwidth = copy_bandwidth(device=device)
-    report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+    report = {"machine": {**machine(),
                           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                          "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "fused_kernel_built": cpu_kernel.library() is not None,
                           "copy_bandwidth_GBps": bandwidth / 1e9},
               "dtype": "float32", "softmax": args.softmax, "batch": args.batch, "height": args.size, "width": args.size,

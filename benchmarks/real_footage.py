@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+
+from dfn.profiling import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +107,7 @@ def main() -> None:
         "max_over_step0_first_50": max(first50) / losses[0], "max_over_step0_all": max(losses) / losses[0],
         "loss_every_50_steps": losses[::50], "test": metrics, "copy_last_test": copy,
         "test_mse_over_copy_last": metrics["test/mse"] / copy["test/mse"],
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": {**machine(), "cpus": os.cpu_count()},
     }
     print(json.dumps(report, indent=2))
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 
 import torch
 
-from dfn.profiling import synchronize
+from dfn.profiling import machine, synchronize
 
 MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
           "conv_lstm": ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]}
@@ -140,8 +139,7 @@ def main() -> None:
             cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
-    print(json.dumps({"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                                  "threads": torch.get_num_threads(),
+    print(json.dumps({"machine": {**machine(),
                                   "device": (torch.cuda.get_device_name(args.device)
                                              if args.device.startswith("cuda") else "cpu")},
                       "models": results}, indent=2))

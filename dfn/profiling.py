@@ -1,8 +1,10 @@
 """Measurement helpers shared by the benchmarks and the tests."""
 from __future__ import annotations
 
+import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -49,3 +51,27 @@ def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 20, device: torch.d
     src = torch.ones(nbytes // 4, device=device)
     dst = torch.empty_like(src)
     return 2 * nbytes / median_seconds(lambda: dst.copy_(src), repeats, device=device)
+
+
+def _cpuinfo(key: str) -> str:
+    """The first ``key`` line's value in ``/proc/cpuinfo`` ("" where there is none)."""
+    path = Path("/proc/cpuinfo")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), else what ``platform`` knows: every benchmark JSON names it."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_features() -> dict[str, bool]:
+    """The vector and bf16 features that decide how fast the CPU paths run."""
+    flags = set(_cpuinfo("flags").split())
+    return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
+def machine() -> dict:
+    """What a benchmark JSON records of the machine it ran on."""
+    return {"cpu": cpu_name(), "cpu_features": cpu_features(), "platform": platform.platform(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}

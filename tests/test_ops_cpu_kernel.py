@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from dfn.ops import cpu_kernel, dynamic_local_filter
 
@@ -65,3 +66,65 @@ def test_fused_equals_portable_and_is_thread_count_independent(dtype, C):
         torch.set_num_threads(threads)
     for a, b in zip(fused, single):
         assert torch.equal(a, b)
+
+
+needs_kernel = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("C,bias_channels,kernel,origin", [
+    (1, 0, (9, 9), None), (3, 1, (3, 5), None), (3, 3, (1, 25), (0, 0)), (2, 1, (4, 4), (-1, -3)),
+    (1, 1, (5, 5), None),                         # the window wider than the image
+])
+def test_fused_softmax_equals_softmax_then_filter(dtype, C, bias_channels, kernel, origin):
+    """Logits in (the models' case): the kernels with the softmax and the bias inside give the
+    values and gradients of torch's softmax followed by the tap loop, whatever the thread count."""
+    B, H, W = 3, 9, 37                            # W: not a multiple of any register block
+    x = torch.randn(B, C, H, W, dtype=dtype, requires_grad=True)
+    logits = (4 * torch.randn(B, kernel[0] * kernel[1], H, W, dtype=dtype)).requires_grad_()
+    bias = torch.randn(B, bias_channels, H, W, dtype=dtype, requires_grad=True) if bias_channels else None
+    inputs = [t for t in (x, logits, bias) if t is not None]
+    g = torch.randn(B, C, H, W, dtype=dtype)
+
+    def run(backend="c"):
+        out = dynamic_local_filter(x, logits, kernel, softmax=True, bias=bias, origin=origin,
+                                   backend=backend)
+        return (out, *torch.autograd.grad(out, inputs, g))
+
+    fused, portable = run(), run("loop")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused, portable):
+        torch.testing.assert_close(a, b, **tol)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = run()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(fused, single):
+        assert torch.equal(a, b)
+
+
+@needs_kernel
+def test_fused_softmax_is_accurate_for_logits_of_any_size():
+    """Float32 logits spread over hundreds (exp's range reduction and its floor at -87): the
+    fused result is within a few float32 roundings of a float64 softmax, and never NaN."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 8, 40)
+    logits = torch.randn(2, 9, 8, 40) * torch.tensor([0.01, 1.0, 30.0, 300.0]).repeat_interleave(10)
+    out = dynamic_local_filter(x, logits, 3, softmax=True, backend="c")
+    exact = dynamic_local_filter(x.double(), logits.double(), 3, softmax=True, backend="loop")
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), exact, rtol=2e-6, atol=1e-7)
+
+
+@needs_kernel
+def test_fused_softmax_never_writes_the_normalised_filters():
+    """The forward reads the logits and allocates nothing of their size (only its output)."""
+    x = torch.randn(2, 3, 16, 16)
+    logits = torch.randn(2, 81, 16, 16)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        dynamic_local_filter(x, logits, 9, softmax=True, backend="c")
+    allocated = max((e.cpu_memory_usage for e in prof.key_averages()), default=0)
+    assert allocated < logits.nbytes             # softmax-then-filter allocates logits.nbytes

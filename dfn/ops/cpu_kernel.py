@@ -1,5 +1,9 @@
 """The ``"c"`` backend: the fused C kernels of ``cpu_kernels.c`` for the shared form on the CPU.
 
+Two families: the bilinear map's three faces (:func:`forward`, :func:`grad_input`,
+:func:`grad_filters`: normalised filters in) and the models' case (:func:`softmax_forward`,
+:func:`softmax_backward`: logits and a dynamic bias in, the softmax inside the kernel).
+
 The C file is built on first use by :mod:`dfn.native_build` (the system compiler, a per-machine
 cache) and called through ctypes. Samples run in parallel on ``torch.get_num_threads()`` OpenMP
 threads of torch's own OpenMP runtime (see the C file). Float32 and float64 CPU tensors use it;
@@ -20,8 +24,14 @@ from dfn import native_build
 from dfn.ops.geometry import Window
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp", "-std=c99", "-shared", "-fPIC"],
-             ["-O3", "-std=c99", "-shared", "-fPIC"])     # fallback: portable, serial
+# -fno-trapping-math lets the softmax's exp loops vectorise (gcc keeps a branch otherwise), and
+# -ffp-contract=fast fuses multiply-adds (ISO C mode turns that off). A -march=native build runs
+# only on its own kind of CPU: native_build keys the cache by the processor, and falls back to the
+# portable set where the first does not build.
+FLAG_SETS = (["-O3", "-march=native", "-fopenmp", "-std=c99", "-fno-trapping-math",
+              "-ffp-contract=fast", "-shared", "-fPIC"],
+             ["-O3", "-std=c99", "-fno-trapping-math", "-ffp-contract=fast", "-shared", "-fPIC"])
+             # fallback: portable, serial
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
@@ -41,8 +51,8 @@ def usable(*tensors: Tensor) -> bool:
 def _run(name: str, dtype: torch.dtype, *args) -> None:
     """Call kernel ``name`` (float32 or float64 variant) with tensors passed as pointers."""
     fn = getattr(library(), f"{name}_{_SUFFIX[dtype]}")
-    c_args = [ctypes.c_void_p(a.data_ptr()) if isinstance(a, Tensor) else ctypes.c_long(a)
-              for a in args]
+    c_args = [ctypes.c_void_p(a.data_ptr()) if isinstance(a, Tensor)
+              else ctypes.c_void_p(None) if a is None else ctypes.c_long(a) for a in args]
     if fn(*c_args, ctypes.c_int(torch.get_num_threads())) != 0:
         raise MemoryError(f"dfn: {name} could not allocate its padded scratch image")
 
@@ -81,3 +91,34 @@ def grad_filters(x: Tensor, g: Tensor, w: Window) -> Tensor:
     df = torch.empty((B, w.taps, H, W), dtype=x.dtype)
     _run("dlf_grad_filters", x.dtype, x, g, df, C, H, W, *w, B)
     return df
+
+
+def _bias_args(bias: Optional[Tensor]) -> tuple[Optional[Tensor], int]:
+    """A dynamic bias ``(B, 1 or C, H, W)`` as the kernels take it: contiguous, and its channels."""
+    return (None, 0) if bias is None else (bias.contiguous(), bias.shape[1])
+
+
+def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window) -> Tensor:
+    """``x (B, C, H, W)`` + ``bias (B, 1 or C, H, W)`` or None, filtered with ``softmax(logits)``
+    over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)``."""
+    x = x.contiguous()
+    logits, fsb, fst, fsh = _filter_strides(logits)
+    B, C, H, W = x.shape
+    out = torch.empty_like(x)
+    _run("dlf_softmax_forward", x.dtype, x, logits, *_bias_args(bias), out, C, H, W, *w,
+         fsb, fst, fsh, B)
+    return out
+
+
+def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], g: Tensor, w: Window
+                     ) -> tuple[Tensor, Tensor]:
+    """The gradients of :func:`softmax_forward` from ``g (B, C, H, W)``: ``dx (B, C, H, W)`` (also
+    that of ``x + bias``) and ``dlogits (B, kh*kw, H, W)``."""
+    x, g = x.contiguous(), g.contiguous()
+    logits, fsb, fst, fsh = _filter_strides(logits)
+    B, C, H, W = x.shape
+    dx = torch.empty_like(x)
+    dlogits = torch.empty((B, w.taps, H, W), dtype=x.dtype)
+    _run("dlf_softmax_backward", x.dtype, x, logits, *_bias_args(bias), g, dx, dlogits, C, H, W,
+         *w, fsb, fst, fsh, B)
+    return dx, dlogits

@@ -14,13 +14,26 @@
  * sample it works on a zero-padded copy of the image (x, or the gradient of x), which removes
  * every bounds check from the inner loops, and runs tap by tap: the filters (and df) stream
  * through memory in order, each value touched once, while the sample's image stays in cache.
+ * The softmax kernels take logits (and an optional dynamic bias (B, 1 or C, H, W) added to x) and
+ * normalise each pixel's taps row by row in a small scratch buffer (kh*kw x W values, in cache),
+ * so the normalised filters never reach memory: the forward reads the logits once, the backward
+ * reads them once more and writes their gradient p * (dp - sum_t p * dp) together with dx.
+ * Float32 uses exp_f32 below (vectorisable, within 2 ulp); float64 uses libm's exp.
  * Return value: 0, or -1 when a scratch buffer could not be allocated.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 static long max_l(long a, long b) { return a > b ? a : b; }
 static long min_l(long a, long b) { return a < b ? a : b; }
+static long round_up(long n, long m) { return (n + m - 1) / m * m; }
+
+/* The softmax kernels sum a block of pixels in four vector registers (of AVX2's width; a build
+ * for narrower vectors splits each, so any x86-64 or ARM build compiles the same code). */
+#define VECTOR_BYTES 32
+#define LANES(T) (VECTOR_BYTES / (long)sizeof(T))
+#define BLOCK(T) (4 * LANES(T))
 
 /* Copy between an image (C, H, W) and its window region (C, H + kh - 1, W + kw - 1), whose pixel
  * (i, j) is image pixel (i + oy, j + ox): TO_REGION fills the region's part inside the image (the
@@ -48,6 +61,25 @@ static long min_l(long a, long b) { return a < b ? a : b; }
                 memcpy((xb) + (c_ * (H) + y_) * (W) + x0_,                                        \
                        (xp) + (c_ * Hp_ + y_ - (oy)) * Wp_ + x0_ - (ox), (x1_ - x0_) * sizeof(T)); \
 } while (0)
+
+/* e^x for x <= 0 (a logit minus its row's maximum), in plain arithmetic so that loops calling it
+ * vectorise: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite split of ln2), e^r by a degree-5
+ * polynomial (fitted here to the relative error on that interval: at most 2.1e-7 in float32, under
+ * 2 ulp), times 2^n built in the exponent bits. Below -87 (2^-126, the smallest normal float) the
+ * result is held at about 1.6e-38. */
+static inline float exp_f32(float x) {
+    x = x > -87.0f ? x : -87.0f;
+    const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;    /* round(x / ln2) */
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float e = 0.00829663314f;
+    e = e * r + 0.0419153199f; e = e * r + 0.166675895f; e = e * r + 0.499988943f;
+    e = e * r + 0.999999702f; e = e * r + 1.00000012f;
+    const int bits = ((int)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
+}
+static inline double exp_f64(double x) { return exp(x); }
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                \
 /* out[b, c, y, :] = sum_t f[b, t, y, :] * xpad[b, c, y + u, : + v] */                          \
@@ -144,5 +176,176 @@ int dlf_grad_input_##SUFFIX(const T *g, const T *f, T *dx, long C, long H, long 
     return failed ? -1 : 0;                                                                       \
 }
 
+#define DEFINE_SOFTMAX_KERNELS(T, SUFFIX)                                                          \
+/* The window region of x + bias (bias: bc = 1 or C channels of (H, W), or NULL) */                \
+static void biased_region_##SUFFIX(T *xp, const T *xb, const T *bb, long bc, long C, long H,       \
+                                   long W, long kh, long kw, long oy, long ox) {                   \
+    TO_REGION(T, xp, xb, C, H, W, kh, kw, oy, ox);                                                 \
+    if (!bb) return;                                                                               \
+    IMAGE_SPAN(H, W, kh, kw, oy, ox);                                                              \
+    for (long c = 0; c < C; ++c)                                                                   \
+        for (long y = y0_; y < y1_; ++y) {                                                         \
+            T *restrict r = xp + (c * Hp_ + y - oy) * Wp_ - ox;                                    \
+            const T *restrict br = bb + ((bc == 1 ? 0 : c) * H + y) * W;                           \
+            for (long i = x0_; i < x1_; ++i) r[i] += br[i];                                        \
+        }                                                                                          \
+}                                                                                                  \
+                                                                                                   \
+/* One image row of logits fr[t * fst + i] (i < W): e[t * es + i] = exp(l - max_t l) and           \
+ * r[i] = 1 / sum_t e, so that the softmax is e * r. The logits are read once, into e (the taps'   \
+ * rows lie far apart in memory and would evict each other from the cache between two passes),     \
+ * and the row `next` values on is fetched meanwhile; m: W values of scratch. */                   \
+static void row_exp_##SUFFIX(const T *fr, long fst, long taps, long W, long es, T *restrict e,     \
+                             T *restrict m, T *restrict r, long next) {                            \
+    for (long i = 0; i < W; ++i) m[i] = fr[i];                                                     \
+    for (long t = 0; t < taps; ++t) {                                                              \
+        const T *restrict l = fr + t * fst;                                                        \
+        T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; i += 64 / (long)sizeof(T)) __builtin_prefetch(l + next + i);       \
+        for (long i = 0; i < W; ++i) {                                                             \
+            const T li = l[i];                                                                     \
+            er[i] = li;                                                                            \
+            m[i] = li > m[i] ? li : m[i];                                                          \
+        }                                                                                          \
+    }                                                                                              \
+    for (long i = 0; i < W; ++i) r[i] = 0;                                                         \
+    for (long t = 0; t < taps; ++t) {                                                              \
+        T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; ++i) { er[i] = exp_##SUFFIX(er[i] - m[i]); r[i] += er[i]; }        \
+    }                                                                                              \
+    for (long i = 0; i < W; ++i) r[i] = 1 / r[i];                                                  \
+}                                                                                                  \
+                                                                                                   \
+typedef T vec_##SUFFIX __attribute__((vector_size(VECTOR_BYTES)));                                 \
+static inline vec_##SUFFIX load_##SUFFIX(const T *p) {                                             \
+    vec_##SUFFIX v;                                                                                \
+    memcpy(&v, p, sizeof v);                                                                       \
+    return v;                                                                                      \
+}                                                                                                  \
+                                                                                                   \
+/* acc[k] = sum_{q1 < n1, q2 < n2} a[q1 * sa1 + q2 * sa2 + k] * b[q1 * sb1 + q2 * sb2 + k] for     \
+ * k < BLOCK(T): one block of pixels summed over taps (or channels) in four vector registers. */   \
+static inline void block_dot_##SUFFIX(const T *a, const T *b, long n1, long sa1, long sb1,         \
+                                      long n2, long sa2, long sb2, T *restrict acc) {              \
+    const long L = LANES(T);                                                                       \
+    vec_##SUFFIX s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                           \
+    for (long q1 = 0; q1 < n1; ++q1)                                                               \
+        for (long q2 = 0; q2 < n2; ++q2) {                                                         \
+            const T *pa = a + q1 * sa1 + q2 * sa2, *pb = b + q1 * sb1 + q2 * sb2;                  \
+            s0 += load_##SUFFIX(pa) * load_##SUFFIX(pb);                                           \
+            s1 += load_##SUFFIX(pa + L) * load_##SUFFIX(pb + L);                                   \
+            s2 += load_##SUFFIX(pa + 2 * L) * load_##SUFFIX(pb + 2 * L);                           \
+            s3 += load_##SUFFIX(pa + 3 * L) * load_##SUFFIX(pb + 3 * L);                           \
+        }                                                                                          \
+    memcpy(acc, &s0, sizeof s0); memcpy(acc + L, &s1, sizeof s1);                                  \
+    memcpy(acc + 2 * L, &s2, sizeof s2); memcpy(acc + 3 * L, &s3, sizeof s3);                      \
+}                                                                                                  \
+                                                                                                   \
+/* out[b, c, y, :] = sum_t softmax(f)[b, t, y, :] * (x + bias)pad[b, c, y + u, : + v]: per row,    \
+ * BLOCK(T) pixels at a time summed over the taps in registers. */                                 \
+int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, T *out, long C,   \
+                                 long H, long W, long kh, long kw, long oy, long ox, long fsb,     \
+                                 long fst, long fsh, long B, int threads) {                        \
+    const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
+    const long es = round_up(W, n);                                                                \
+    int failed = 0;                                                                                \
+    _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                               \
+    {                                                                                              \
+    /* zeroed, with room for a last block read past the image: its lanes are never stored */       \
+    T *xp = calloc(C * Hp * Wp + n + kw, sizeof(T)), *e = calloc((taps + 2) * es, sizeof(T));      \
+    failed |= !xp || !e;                                                                           \
+    _Pragma("omp for schedule(static)")                                                            \
+    for (long b = 0; b < B; ++b) {                                                                 \
+        if (!xp || !e) continue;                                                                   \
+        T *restrict r = e + taps * es, *restrict acc = r + es;                                     \
+        biased_region_##SUFFIX(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
+                               C, H, W, kh, kw, oy, ox);                                           \
+        for (long y = 0; y < H; ++y) {                                                             \
+            row_exp_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                   \
+                             y + 1 < H ? fsh : 0);                                                 \
+            for (long c = 0; c < C; ++c) {                                                         \
+                T *restrict o = out + ((b * C + c) * H + y) * W;                                   \
+                for (long i0 = 0; i0 < W; i0 += n) {                                               \
+                    block_dot_##SUFFIX(e + i0, xp + (c * Hp + y) * Wp + i0, kh, kw * es, Wp, kw,   \
+                                       es, 1, acc);                                                \
+                    for (long j = 0; j < min_l(n, W - i0); ++j) o[i0 + j] = acc[j] * r[i0 + j];    \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    free(xp); free(e);                                                                             \
+    }                                                                                              \
+    return failed ? -1 : 0;                                                                        \
+}                                                                                                  \
+                                                                                                   \
+/* The softmax forward's gradients from g = dout: dx (of x, and so of x + bias) and df (of the     \
+ * logits, contiguous (B, taps, H, W)). With p = e * r and gr = g * r:                             \
+ *   d[t] = sum_c gr[c] * shift_t(x + bias)[c]   (r times the gradient of p[t]),                   \
+ *   df[t] = e[t] * (d[t] - r * sum_t' e[t'] d[t'])   (the softmax's backward),                    \
+ *   dxpad[c, y + u, X] += sum_v e[t][X - v] * gr[c][X - v]   (gathered, a block of columns at a   \
+ *   time, from rows of e and gr padded with kw - 1 zeros on the left). */                         \
+int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, const T *g,      \
+                                  T *dx, T *df, long C, long H, long W, long kh, long kw,          \
+                                  long oy, long ox, long fsb, long fst, long fsh, long B,          \
+                                  int threads) {                                                   \
+    const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
+    const long es = round_up(W, n), lead = kw - 1, rs = lead + round_up(Wp, n);                    \
+    int failed = 0;                                                                                \
+    _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                               \
+    {                                                                                              \
+    T *xp = calloc(C * Hp * Wp + n + kw, sizeof(T)), *dxp = malloc(C * Hp * Wp * sizeof(T));       \
+    T *e = calloc((taps + C) * rs + taps * es + 3 * es, sizeof(T));  /* e, gr: padded rows */      \
+    failed |= !xp || !dxp || !e;                                                                   \
+    _Pragma("omp for schedule(static)")                                                            \
+    for (long b = 0; b < B; ++b) {                                                                 \
+        if (!xp || !dxp || !e) continue;                                                           \
+        T *restrict gr = e + taps * rs, *restrict d = gr + C * rs, *restrict r = d + taps * es;    \
+        T *restrict s = r + es, *restrict acc = s + es;                                            \
+        biased_region_##SUFFIX(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
+                               C, H, W, kh, kw, oy, ox);                                           \
+        memset(dxp, 0, C * Hp * Wp * sizeof(T));                                                   \
+        for (long y = 0; y < H; ++y) {                                                             \
+            row_exp_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead, acc, r,            \
+                             y + 1 < H ? fsh : 0);                                                 \
+            for (long c = 0; c < C; ++c) {                                                         \
+                const T *restrict gc = g + ((b * C + c) * H + y) * W;                              \
+                for (long i = 0; i < W; ++i) gr[c * rs + lead + i] = gc[i] * r[i];                 \
+            }                                                                                      \
+            for (long i0 = 0; i0 < W; i0 += n) {                                                   \
+                for (long j = 0; j < n; ++j) s[i0 + j] = 0;                                        \
+                for (long u = 0; u < kh; ++u)                                                      \
+                    for (long v = 0; v < kw; ++v) {                                                \
+                        T *restrict dt = d + (u * kw + v) * es + i0;                               \
+                        const T *restrict et = e + (u * kw + v) * rs + lead + i0;                  \
+                        block_dot_##SUFFIX(gr + lead + i0, xp + (y + u) * Wp + v + i0, C, rs,      \
+                                           Hp * Wp, 1, 0, 0, dt);                                  \
+                        for (long j = 0; j < n; ++j) s[i0 + j] += et[j] * dt[j];                   \
+                    }                                                                              \
+            }                                                                                      \
+            for (long i = 0; i < W; ++i) s[i] *= r[i];                                             \
+            for (long t = 0; t < taps; ++t) {                                                      \
+                T *restrict dft = df + ((b * taps + t) * H + y) * W;                               \
+                const T *restrict et = e + t * rs + lead, *restrict dt = d + t * es;               \
+                for (long i = 0; i < W; ++i) dft[i] = et[i] * (dt[i] - s[i]);                      \
+            }                                                                                      \
+            for (long c = 0; c < C; ++c)                                                           \
+                for (long u = 0; u < kh; ++u) {                                                    \
+                    T *restrict row = dxp + (c * Hp + y + u) * Wp;                                 \
+                    for (long i0 = 0; i0 < Wp; i0 += n) {                                          \
+                        block_dot_##SUFFIX(e + u * kw * rs + lead + i0, gr + c * rs + lead + i0,   \
+                                           1, 0, 0, kw, rs - 1, -1, acc);                          \
+                        for (long j = 0; j < min_l(n, Wp - i0); ++j) row[i0 + j] += acc[j];        \
+                    }                                                                              \
+                }                                                                                  \
+        }                                                                                          \
+        FROM_REGION(T, dx + b * C * H * W, dxp, C, H, W, kh, kw, oy, ox);                          \
+    }                                                                                              \
+    free(xp); free(dxp); free(e);                                                                  \
+    }                                                                                              \
+    return failed ? -1 : 0;                                                                        \
+}
+
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
+DEFINE_SOFTMAX_KERNELS(float, f32)
+DEFINE_SOFTMAX_KERNELS(double, f64)

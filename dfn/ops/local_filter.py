@@ -20,8 +20,10 @@ the autograd graph saves only ``x`` and ``filters``; the ``B*C*kh*kw*H*W`` unfol
 kept. The two gradients are the same bilinear map with its roles swapped (``dfilters =
 grad_filters(x, dout)``: a per-pixel reduction over channels; ``dx = grad_input(filters, dout)``:
 ``filters * dout`` scattered back into the shifted windows). Each of the three maps is
-differentiable through the other two, so double backward works. ``"triton"`` is one custom op
-with the softmax and the bias inside (first-order gradients).
+differentiable through the other two, so double backward works. With ``softmax`` (logits in, the
+models' case) ``"c"`` runs kernels with the softmax and the bias inside, which never write the
+normalised filters to memory (their second derivative is composed from the faces). ``"triton"`` is
+one custom op with the softmax and the bias inside (first-order gradients).
 
 Precision: inputs and outputs keep their dtype; float16 / bfloat16 accumulate in float32 and are
 rounded once at the end (so the error is about one rounding of the output, not one per tap).
@@ -115,6 +117,45 @@ _GradFilters = _face(_grad_filters, lambda x, dout, ddf, g: _GradInput.apply(ddf
                      lambda x, dout, ddf, g: _Forward.apply(x, ddf, g))
 
 
+class _SoftmaxFilter(torch.autograd.Function):
+    """The models' case on ``"c"``: ``(x, logits, bias, window) -> filter(x + bias,
+    softmax(logits))`` with the softmax and the bias inside the C kernels; saves x, logits, bias.
+
+    A second derivative (``create_graph=True``) takes the same gradients composed from
+    differentiable parts (torch's softmax and the bilinear faces above), so double backward works."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window) -> Tensor:
+        ctx.window = w
+        ctx.save_for_backward(x, logits, bias)
+        return cpu_kernel.softmax_forward(x, logits, bias, w)
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):
+        x, logits, bias = ctx.saved_tensors
+        w = ctx.window
+        if torch.is_grad_enabled():
+            dx, dlogits = _softmax_filter_grads(x, logits, bias, dout, w)
+        else:
+            dx, dlogits = cpu_kernel.softmax_backward(x, logits, bias, dout, w)
+        dbias = None
+        if bias is not None and ctx.needs_input_grad[2]:
+            dbias = dx.sum(1, keepdim=True) if bias.shape[1] == 1 else dx
+        return dx, dlogits, dbias, None
+
+
+def _softmax_filter_grads(x: Tensor, logits: Tensor, bias: Optional[Tensor], dout: Tensor,
+                          w: Window) -> tuple[Tensor, Tensor]:
+    """``_SoftmaxFilter``'s ``(dx, dlogits)`` from differentiable parts (for higher derivatives)."""
+    B, T, H, W = logits.shape
+    geometry = Geometry(True, w, x.shape[1], "c")
+    p = torch.softmax(logits, dim=1)
+    g5 = dout[:, None]
+    dx = _GradInput.apply(p.view(B, 1, 1, w.kh, w.kw, H, W), g5, geometry)
+    dp = _GradFilters.apply(x if bias is None else x + bias, g5, geometry).view(B, T, H, W)
+    return dx, p * (dp - (p * dp).sum(1, keepdim=True))
+
+
 def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor]) -> bool:
     """Validate shapes; return True for the shared form. Raises one ``ValueError`` naming the fix."""
     if x.ndim != 4:
@@ -180,6 +221,8 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         return backends.triton_ops().local_filter(
             x.contiguous(), filters.contiguous(), None if bias is None else bias.contiguous(),
             list(w), softmax)
+    if backend == "c" and softmax:
+        return _SoftmaxFilter.apply(x, filters, bias, w)
     if bias is not None:
         x = x + bias
     tap_dim = 1 if shared else 3
