@@ -22,15 +22,21 @@
  * Return value: 0, or -1 when a scratch buffer could not be allocated.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 static long max_l(long a, long b) { return a > b ? a : b; }
 static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long n, long m) { return (n + m - 1) / m * m; }
 
-/* The softmax kernels sum a block of pixels in four vector registers (of AVX2's width; a build
- * for narrower vectors splits each, so any x86-64 or ARM build compiles the same code). */
+/* The softmax kernels sum a block of pixels in four vector registers of AVX2's width. A build for
+ * narrower vectors splits each (the portable build: SSE2 on x86-64, NEON on ARM); on AVX-512 CPUs
+ * gcc keeps 256-bit vectors, as it prefers there (-march=skylake-avx512 or sapphirerapids: no zmm
+ * register in the library), so one code runs everywhere. */
 #define VECTOR_BYTES 32
 #define LANES(T) (VECTOR_BYTES / (long)sizeof(T))
 #define BLOCK(T) (4 * LANES(T))
@@ -80,6 +86,23 @@ static inline float exp_f32(float x) {
     return e * scale;
 }
 static inline double exp_f64(double x) { return exp(x); }
+
+/* Non-temporal stores of one vector to a VECTOR_BYTES-aligned address, for outputs written once
+ * and read only by the next op (they skip reading the line into the cache first), where the
+ * CPU has them (AVX); elsewhere STREAMS is 0 and plain stores run. */
+typedef float vec_f32 __attribute__((vector_size(VECTOR_BYTES)));
+typedef double vec_f64 __attribute__((vector_size(VECTOR_BYTES)));
+#if defined(__AVX__)
+#define STREAMS 1
+static inline void stream_f32(float *p, vec_f32 v) { _mm256_stream_ps(p, (__m256)v); }
+static inline void stream_f64(double *p, vec_f64 v) { _mm256_stream_pd(p, (__m256d)v); }
+static inline void stream_fence(void) { _mm_sfence(); }
+#else
+#define STREAMS 0
+static inline void stream_f32(float *p, vec_f32 v) { memcpy(p, &v, sizeof v); }
+static inline void stream_f64(double *p, vec_f64 v) { memcpy(p, &v, sizeof v); }
+static inline void stream_fence(void) {}
+#endif
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                \
 /* out[b, c, y, :] = sum_t f[b, t, y, :] * xpad[b, c, y + u, : + v] */                          \
@@ -194,14 +217,14 @@ static void biased_region_##SUFFIX(T *xp, const T *xb, const T *bb, long bc, lon
 /* One image row of logits fr[t * fst + i] (i < W): e[t * es + i] = exp(l - max_t l) and           \
  * r[i] = 1 / sum_t e, so that the softmax is e * r. The logits are read once, into e (the taps'   \
  * rows lie far apart in memory and would evict each other from the cache between two passes),     \
- * and the row `next` values on is fetched meanwhile; m: W values of scratch. */                   \
+ * and the taps' logits `next` values on (the next row) are fetched while the exps run (hiding     \
+ * most of the memory's latency); m: W values of scratch. */                                       \
 static void row_exp_##SUFFIX(const T *fr, long fst, long taps, long W, long es, T *restrict e,     \
                              T *restrict m, T *restrict r, long next) {                            \
     for (long i = 0; i < W; ++i) m[i] = fr[i];                                                     \
     for (long t = 0; t < taps; ++t) {                                                              \
         const T *restrict l = fr + t * fst;                                                        \
         T *restrict er = e + t * es;                                                               \
-        for (long i = 0; i < W; i += 64 / (long)sizeof(T)) __builtin_prefetch(l + next + i);       \
         for (long i = 0; i < W; ++i) {                                                             \
             const T li = l[i];                                                                     \
             er[i] = li;                                                                            \
@@ -211,12 +234,13 @@ static void row_exp_##SUFFIX(const T *fr, long fst, long taps, long W, long es, 
     for (long i = 0; i < W; ++i) r[i] = 0;                                                         \
     for (long t = 0; t < taps; ++t) {                                                              \
         T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; i += 64 / (long)sizeof(T))                                         \
+            __builtin_prefetch(fr + t * fst + next + i);                                           \
         for (long i = 0; i < W; ++i) { er[i] = exp_##SUFFIX(er[i] - m[i]); r[i] += er[i]; }        \
     }                                                                                              \
     for (long i = 0; i < W; ++i) r[i] = 1 / r[i];                                                  \
 }                                                                                                  \
                                                                                                    \
-typedef T vec_##SUFFIX __attribute__((vector_size(VECTOR_BYTES)));                                 \
 static inline vec_##SUFFIX load_##SUFFIX(const T *p) {                                             \
     vec_##SUFFIX v;                                                                                \
     memcpy(&v, p, sizeof v);                                                                       \
@@ -239,6 +263,35 @@ static inline void block_dot_##SUFFIX(const T *a, const T *b, long n1, long sa1,
         }                                                                                          \
     memcpy(acc, &s0, sizeof s0); memcpy(acc + L, &s1, sizeof s1);                                  \
     memcpy(acc + 2 * L, &s2, sizeof s2); memcpy(acc + 3 * L, &s3, sizeof s3);                      \
+}                                                                                                  \
+                                                                                                   \
+/* One block of pixels of the softmax backward: d[t * ds + k] = sum_c g[c * gs + k] * x[c * cs +   \
+ * u * xs + v + k] for every tap t = (u, v), and s[k] = sum_t e[t * es + k] * d[t * ds + k], for   \
+ * k < BLOCK(T); the sums over channels and over taps stay in vector registers. */                 \
+static inline void block_tap_grads_##SUFFIX(const T *g, long gs, const T *x, long cs, long xs,     \
+                                            long C, long kh, long kw, const T *e, long es, T *d,   \
+                                            long ds, T *restrict s) {                              \
+    const long L = LANES(T);                                                                       \
+    vec_##SUFFIX s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                           \
+    for (long u = 0; u < kh; ++u)                                                                  \
+        for (long v = 0; v < kw; ++v) {                                                            \
+            vec_##SUFFIX d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};                                   \
+            for (long c = 0; c < C; ++c) {                                                         \
+                const T *pg = g + c * gs, *px = x + c * cs + u * xs + v;                           \
+                d0 += load_##SUFFIX(pg) * load_##SUFFIX(px);                                       \
+                d1 += load_##SUFFIX(pg + L) * load_##SUFFIX(px + L);                               \
+                d2 += load_##SUFFIX(pg + 2 * L) * load_##SUFFIX(px + 2 * L);                       \
+                d3 += load_##SUFFIX(pg + 3 * L) * load_##SUFFIX(px + 3 * L);                       \
+            }                                                                                      \
+            T *dt = d + (u * kw + v) * ds;                                                         \
+            const T *et = e + (u * kw + v) * es;                                                   \
+            memcpy(dt, &d0, sizeof d0); memcpy(dt + L, &d1, sizeof d1);                            \
+            memcpy(dt + 2 * L, &d2, sizeof d2); memcpy(dt + 3 * L, &d3, sizeof d3);                \
+            s0 += load_##SUFFIX(et) * d0; s1 += load_##SUFFIX(et + L) * d1;                        \
+            s2 += load_##SUFFIX(et + 2 * L) * d2; s3 += load_##SUFFIX(et + 3 * L) * d3;            \
+        }                                                                                          \
+    memcpy(s, &s0, sizeof s0); memcpy(s + L, &s1, sizeof s1);                                      \
+    memcpy(s + 2 * L, &s2, sizeof s2); memcpy(s + 3 * L, &s3, sizeof s3);                          \
 }                                                                                                  \
                                                                                                    \
 /* out[b, c, y, :] = sum_t softmax(f)[b, t, y, :] * (x + bias)pad[b, c, y + u, : + v]: per row,    \
@@ -279,9 +332,9 @@ int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc,
 }                                                                                                  \
                                                                                                    \
 /* The softmax forward's gradients from g = dout: dx (of x, and so of x + bias) and df (of the     \
- * logits, contiguous (B, taps, H, W)). With p = e * r and gr = g * r:                             \
+ * logits, contiguous (B, taps, H, W)), recomputing e and r row by row. With p = e * r, gr = g r:  \
  *   d[t] = sum_c gr[c] * shift_t(x + bias)[c]   (r times the gradient of p[t]),                   \
- *   df[t] = e[t] * (d[t] - r * sum_t' e[t'] d[t'])   (the softmax's backward),                    \
+ *   df[t] = e[t] * (d[t] - r * sum_t' e[t'] d[t'])   (the softmax's backward, streamed out),      \
  *   dxpad[c, y + u, X] += sum_v e[t][X - v] * gr[c][X - v]   (gathered, a block of columns at a   \
  *   time, from rows of e and gr padded with kw - 1 zeros on the left). */                         \
 int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, const T *g,      \
@@ -311,22 +364,19 @@ int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc
                 const T *restrict gc = g + ((b * C + c) * H + y) * W;                              \
                 for (long i = 0; i < W; ++i) gr[c * rs + lead + i] = gc[i] * r[i];                 \
             }                                                                                      \
-            for (long i0 = 0; i0 < W; i0 += n) {                                                   \
-                for (long j = 0; j < n; ++j) s[i0 + j] = 0;                                        \
-                for (long u = 0; u < kh; ++u)                                                      \
-                    for (long v = 0; v < kw; ++v) {                                                \
-                        T *restrict dt = d + (u * kw + v) * es + i0;                               \
-                        const T *restrict et = e + (u * kw + v) * rs + lead + i0;                  \
-                        block_dot_##SUFFIX(gr + lead + i0, xp + (y + u) * Wp + v + i0, C, rs,      \
-                                           Hp * Wp, 1, 0, 0, dt);                                  \
-                        for (long j = 0; j < n; ++j) s[i0 + j] += et[j] * dt[j];                   \
-                    }                                                                              \
-            }                                                                                      \
+            for (long i0 = 0; i0 < W; i0 += n)                                                     \
+                block_tap_grads_##SUFFIX(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh, \
+                                         kw, e + lead + i0, rs, d + i0, es, s + i0);               \
             for (long i = 0; i < W; ++i) s[i] *= r[i];                                             \
             for (long t = 0; t < taps; ++t) {                                                      \
                 T *restrict dft = df + ((b * taps + t) * H + y) * W;                               \
                 const T *restrict et = e + t * rs + lead, *restrict dt = d + t * es;               \
-                for (long i = 0; i < W; ++i) dft[i] = et[i] * (dt[i] - s[i]);                      \
+                long i = 0;                                                                        \
+                if (STREAMS && (uintptr_t)dft % VECTOR_BYTES == 0)   /* past the cache */          \
+                    for (; i + LANES(T) <= W; i += LANES(T))                                       \
+                        stream_##SUFFIX(dft + i, load_##SUFFIX(et + i)                             \
+                                        * (load_##SUFFIX(dt + i) - load_##SUFFIX(s + i)));         \
+                for (; i < W; ++i) dft[i] = et[i] * (dt[i] - s[i]);                                \
             }                                                                                      \
             for (long c = 0; c < C; ++c)                                                           \
                 for (long u = 0; u < kh; ++u) {                                                    \
@@ -340,6 +390,7 @@ int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc
         }                                                                                          \
         FROM_REGION(T, dx + b * C * H * W, dxp, C, H, W, kh, kw, oy, ox);                          \
     }                                                                                              \
+    stream_fence();                                                                                \
     free(xp); free(dxp); free(e);                                                                  \
     }                                                                                              \
     return failed ? -1 : 0;                                                                        \
