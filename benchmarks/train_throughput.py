@@ -7,10 +7,14 @@ then ``steps`` timed ones at the same batch size; iterations/s, seconds/iteratio
 ``--compile [MODE]`` adds each model again with ``--model.init_args.compile MODE`` (torch.compile of the
 predictor; the compilation happens in the warm-up steps, which are timed separately).
 ``--backend B`` runs the DFN's dynamic filtering on backend ``B`` (:mod:`dfn.ops.backends`);
-``--models dfn`` leaves the baseline out.
+``--models dfn`` leaves the baselines out; ``conv_lstm_s`` is a ConvLSTM of the size of OpenSTL's
+ConvLSTM-S for Moving MNIST (dfn's own implementation, ``dfn.predictors.ConvLSTMPredictor``, with
+four layers of 128), for a peer comparison at the same batch, threads and precision:
+``dfn_speedup`` in the JSON is each model's step time over the DFN's.
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
+    python benchmarks/train_throughput.py --models dfn,conv_lstm_s --steps 3 [--precision bf16]
     python benchmarks/train_throughput.py --device cuda --warmup 5 --steps 50 --profile   # on a GPU
 
 On a GPU, ``--precision bf16`` runs the steps under ``torch.autocast`` (as ``bf16-mixed``), peak
@@ -29,8 +33,11 @@ import torch
 
 from dfn.profiling import machine, synchronize
 
+CONV_LSTM = ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]
 MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
-          "conv_lstm": ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]}
+          "conv_lstm": CONV_LSTM,
+          # the size of OpenSTL's ConvLSTM-S for Moving MNIST: four layers of 128, 5x5 gates, 4x4 patches
+          "conv_lstm_s": CONV_LSTM + ["--model.init_args.predictor.init_args.hidden", "[128, 128, 128, 128]"]}
 
 
 def build(config_args: list[str], batch_size: int, compile: str, device: torch.device):
@@ -139,10 +146,19 @@ def main() -> None:
             cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
-    print(json.dumps({"machine": {**machine(),
+    print(json.dumps({"command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+                      "machine": {**machine(),
                                   "device": (torch.cuda.get_device_name(args.device)
                                              if args.device.startswith("cuda") else "cpu")},
-                      "models": results}, indent=2))
+                      "models": results, "dfn_speedup": speedups(results)}, indent=2))
+
+
+def speedups(results: list[dict]) -> dict[str, float]:
+    """Each other model's seconds per iteration over the DFN's, measured alike (same compile mode)."""
+    dfn = {r["compiled"]: r["seconds_per_iteration"] for r in results if r["model"] == "dfn"}
+    return {f"{r['model']}{'' if r['compiled'] is False else '_compiled'}":
+            r["seconds_per_iteration"] / dfn[r["compiled"]]
+            for r in results if r["model"] != "dfn" and r["compiled"] in dfn}
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_warn
 
 import datamodules  # noqa: F401  (dfn's DataModules and models, listed by --help as known subclasses)
 import dfn.models  # noqa: F401
@@ -43,6 +44,7 @@ from dfn.cpu_share import threads_within_quota
 from dfn.errors import CheckpointMismatch, ConfigError
 from dfn.failures import check_config_files, explain
 from dfn.models.base import DFNModule
+from dfn.profiling import cpu_name, native_bf16
 from dfn.signals import stop_gracefully_on_interrupt
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -165,6 +167,7 @@ class DfnCLI(LightningCLI):
         so a crash loses at most the steps since, and at the end of training (``max_time``).
         The ``checkpoint`` group keeps the best ones."""
         trainer = super().instantiate_trainer(**kwargs)
+        warn_if_emulated_bf16(trainer)
         use_atomic_checkpoints(trainer)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
@@ -248,6 +251,19 @@ class DfnCLI(LightningCLI):
                 # the experiment is created lazily: setting the id before first use resumes it
                 logger._wandb_init.update(id=run_id, resume="allow")
                 logger._id = run_id
+
+
+def warn_if_emulated_bf16(trainer: Trainer) -> None:
+    """One warning when bfloat16 runs on a CPU that only emulates it (no AVX512-BF16, AMX or ARM
+    BF16): there oneDNN's bf16 convolutions are many times slower than float32 (README,
+    'Precision')."""
+    if (str(trainer.precision).startswith("bf16") and trainer.strategy.root_device.type == "cpu"
+            and not native_bf16()):
+        rank_zero_warn(f"--trainer.precision {trainer.precision} on this CPU ({cpu_name()}), which "
+                       "has no native bfloat16 (AVX512-BF16, AMX or ARM BF16): PyTorch runs its bf16 "
+                       "convolutions through a slow fallback (78x slower than float32 on a 2-core AVX2 "
+                       "CPU; python benchmarks/bf16_cpu.py measures this one). Use --trainer.precision "
+                       "32-true here.")
 
 
 def _slurm_requeue_checkpoint(run_dir: Path) -> Optional[Path]:

@@ -66,9 +66,18 @@ def cpu_name() -> str:
 
 
 def cpu_features() -> dict[str, bool]:
-    """The vector and bf16 features that decide how fast the CPU paths run."""
-    flags = set(_cpuinfo("flags").split())
-    return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+    """The vector and bf16 features that decide how fast the CPU paths run (x86 ``flags``; ARM's
+    ``Features`` name bfloat16 ``bf16``)."""
+    flags = set(_cpuinfo("flags").split()) | set(_cpuinfo("Features").split())
+    features = {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+    return {**features, "arm_bf16": "bf16" in flags}
+
+
+def native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16, AMX or ARM's BF16); elsewhere
+    oneDNN emulates bfloat16 convolutions in float32, which is slower than float32 itself."""
+    features = cpu_features()
+    return features["avx512_bf16"] or features["amx_bf16"] or features["arm_bf16"]
 
 
 def machine() -> dict:

@@ -128,3 +128,21 @@ def test_fused_softmax_never_writes_the_normalised_filters():
         dynamic_local_filter(x, logits, 9, softmax=True, backend="c")
     allocated = max((e.cpu_memory_usage for e in prof.key_averages()), default=0)
     assert allocated < logits.nbytes             # softmax-then-filter allocates logits.nbytes
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_types_run_in_float32_and_round_once(dtype):
+    """bf16-mixed training hands the op half-precision tensors: "c" computes them in float32 and
+    rounds each result once, so values and gradients equal the float32 ones rounded."""
+    x = torch.randn(2, 3, 9, 21).to(dtype).requires_grad_()
+    logits = torch.randn(2, 25, 9, 21).to(dtype).requires_grad_()
+    g = torch.randn(2, 3, 9, 21).to(dtype)
+    out = dynamic_local_filter(x, logits, 5, softmax=True, backend="c")
+    grads = torch.autograd.grad(out, (x, logits), g)
+    x32, l32 = x.detach().float().requires_grad_(), logits.detach().float().requires_grad_()
+    out32 = dynamic_local_filter(x32, l32, 5, softmax=True, backend="c")
+    grads32 = torch.autograd.grad(out32, (x32, l32), g.float())
+    assert out.dtype == dtype and all(d.dtype == dtype for d in grads)
+    for ours, exact in zip((out, *grads), (out32, *grads32)):
+        assert torch.equal(ours, exact.to(dtype))

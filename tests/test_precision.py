@@ -1,6 +1,11 @@
 """bf16-mixed training on the CPU, and the compile flag, through the CLI."""
-import torch
+import warnings
 
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+import dfn.cli as cli_module
 from dfn.cli import DfnCLI
 
 
@@ -45,3 +50,17 @@ def test_compile_takes_a_mode_by_name(tmp_path, steerable_tiny):
                        "--model.init_args.compile", "reduce-overhead"])
     assert cli.model.net._compiled_call_impl is not None
     assert cli.trainer.global_step == 1 and cli.trainer.callback_metrics["train/loss"].isfinite()
+
+
+@pytest.mark.parametrize("native, warned", [(False, True), (True, False)])
+def test_bf16_on_a_cpu_that_emulates_it_warns_once(monkeypatch, native, warned):
+    """bf16 convolutions without native bfloat16 take a slow fallback: fit says so, once."""
+    monkeypatch.setattr(cli_module, "native_bf16", lambda: native)
+    trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_module.warn_if_emulated_bf16(trainer)
+        cli_module.warn_if_emulated_bf16(Trainer(accelerator="cpu", logger=False, enable_checkpointing=False))
+    messages = [str(w.message) for w in caught if "native bfloat16" in str(w.message)]
+    assert len(messages) == warned
+    assert not warned or "Use --trainer.precision 32-true" in messages[0]

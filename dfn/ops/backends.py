@@ -6,8 +6,8 @@ what they cover and in speed:
 ============  =====================================  ===========================================
 backend       runs                                   why / when
 ============  =====================================  ===========================================
-``"c"``       shared form; float32 / float64 CPU     fused C kernels (:mod:`dfn.ops.cpu_kernel`),
-              tensors; needs a C compiler            the fastest on the CPU (``results/ops_cpu.md``)
+``"c"``       shared form; CPU tensors (half types   fused C kernels (:mod:`dfn.ops.cpu_kernel`),
+              in float32); needs a C compiler        the fastest on the CPU (``results/ops_cpu.md``)
 ``"loop"``    everything (any form, dtype, device)   one multiply-accumulate per tap
                                                      (:mod:`dfn.ops.tap_loop`): in cache on the CPU,
                                                      but one launch per tap on a GPU
@@ -60,7 +60,7 @@ def resolve(backend: str, x: Tensor, shared: bool) -> str:
         raise ValueError(f"backend {backend!r} runs filters shared across channels only "
                          "((B, kh*kw, H, W)); use 'loop' or 'blocks' for the general form")
     if backend == "c" and not cpu_kernel.usable(x):
-        raise ValueError(f"backend 'c' runs float32/float64 CPU tensors with a C compiler present; "
+        raise ValueError(f"backend 'c' runs floating-point CPU tensors with a C compiler present; "
                          f"got {x.dtype} on {x.device}"
                          + ("" if cpu_kernel.library() is not None else " and no compiler")
                          + ": use 'auto'")

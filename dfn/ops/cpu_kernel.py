@@ -6,8 +6,9 @@ Two families: the bilinear map's three faces (:func:`forward`, :func:`grad_input
 
 The C file is built on first use by :mod:`dfn.native_build` (the system compiler, a per-machine
 cache) and called through ctypes. Samples run in parallel on ``torch.get_num_threads()`` OpenMP
-threads of torch's own OpenMP runtime (see the C file). Float32 and float64 CPU tensors use it;
-where no compiler exists, ``backend="auto"`` runs the tap loop instead, which computes the same
+threads of torch's own OpenMP runtime (see the C file). Float32 and float64 CPU tensors run in
+their own precision; float16 and bfloat16 ones (``bf16-mixed`` training) in float32, with the
+results rounded once at the end, as the other backends do. Where no compiler exists, ``backend="auto"`` runs the tap loop instead, which computes the same
 values (:mod:`dfn.ops.backends`).
 """
 from __future__ import annotations
@@ -15,13 +16,13 @@ from __future__ import annotations
 import ctypes
 import functools
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
 from torch import Tensor
 
 from dfn import native_build
-from dfn.ops.geometry import Window
+from dfn.ops.geometry import Window, accumulation_dtype
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 # -fno-trapping-math lets the softmax's exp loops vectorise (gcc keeps a branch otherwise), and
@@ -33,6 +34,8 @@ FLAG_SETS = (["-O3", "-march=native", "-fopenmp", "-std=c99", "-fno-trapping-mat
              ["-O3", "-std=c99", "-fno-trapping-math", "-ffp-contract=fast", "-shared", "-fPIC"])
              # fallback: portable, serial
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+Result = TypeVar("Result", Tensor, tuple[Tensor, ...])
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,10 +45,25 @@ def library() -> Optional[ctypes.CDLL]:
 
 
 def usable(*tensors: Tensor) -> bool:
-    """True when the kernels can run on these tensors (CPU, one dtype of float32/64, built)."""
+    """True when the kernels can run on these tensors (CPU, one floating dtype, built)."""
     dtype = tensors[0].dtype
-    return (dtype in _SUFFIX and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+    return (dtype in DTYPES and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
             and library() is not None)
+
+
+def _in_kernel_precision(op: Callable[..., Result]) -> Callable[..., Result]:
+    """``op`` on float32 copies of float16 / bfloat16 tensors, its results rounded back once."""
+
+    @functools.wraps(op)
+    def run(*args):
+        dtype = next(a.dtype for a in args if isinstance(a, Tensor))
+        work = accumulation_dtype(dtype)
+        if work == dtype:
+            return op(*args)
+        out = op(*(a.to(work) if isinstance(a, Tensor) else a for a in args))
+        return out.to(dtype) if isinstance(out, Tensor) else tuple(t.to(dtype) for t in out)
+
+    return run
 
 
 def _run(name: str, dtype: torch.dtype, *args) -> None:
@@ -74,16 +92,19 @@ def _image_op(name: str, image: Tensor, f: Tensor, w: Window) -> Tensor:
     return out
 
 
+@_in_kernel_precision
 def forward(x: Tensor, f: Tensor, w: Window) -> Tensor:
     """``x (B, C, H, W)``, shared ``f (B, kh*kw, H, W)`` -> ``(B, C, H, W)``."""
     return _image_op("dlf_forward", x, f, w)
 
 
+@_in_kernel_precision
 def grad_input(f: Tensor, g: Tensor, w: Window) -> Tensor:
     """Shared ``f (B, kh*kw, H, W)``, ``g (B, C, H, W)`` -> ``dx (B, C, H, W)``."""
     return _image_op("dlf_grad_input", g, f, w)
 
 
+@_in_kernel_precision
 def grad_filters(x: Tensor, g: Tensor, w: Window) -> Tensor:
     """``x, g (B, C, H, W)`` -> ``df (B, kh*kw, H, W)``."""
     x, g = x.contiguous(), g.contiguous()
@@ -98,6 +119,7 @@ def _bias_args(bias: Optional[Tensor]) -> tuple[Optional[Tensor], int]:
     return (None, 0) if bias is None else (bias.contiguous(), bias.shape[1])
 
 
+@_in_kernel_precision
 def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window) -> Tensor:
     """``x (B, C, H, W)`` + ``bias (B, 1 or C, H, W)`` or None, filtered with ``softmax(logits)``
     over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)``."""
@@ -110,6 +132,7 @@ def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window
     return out
 
 
+@_in_kernel_precision
 def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], g: Tensor, w: Window
                      ) -> tuple[Tensor, Tensor]:
     """The gradients of :func:`softmax_forward` from ``g (B, C, H, W)``: ``dx (B, C, H, W)`` (also
