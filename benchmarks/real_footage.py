@@ -2,6 +2,7 @@
 then ``test`` of it and of copy-last; prints JSON (training losses, test metrics).
 
     python benchmarks/real_footage.py video ../shared/data/video/tree.avi --minutes 30
+    python benchmarks/real_footage.py video ../shared/data/video/tree.avi --size 128 --minutes 30
     python benchmarks/real_footage.py stereo --pairs 400 --minutes 30 [--layout street|layers]
     python benchmarks/real_footage.py stereo --pairs 1 --single-pair --minutes 10
 
@@ -68,10 +69,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if args.kind == "video":
-        data = work / (Path(args.clip).stem + ".h5")
+        data = work / f"{Path(args.clip).stem}_s{args.size}.h5"
         if not data.exists():
-            dfn("pack", args.clip, str(data), "--size", "64", "64", "--grayscale", "--no-progress")
+            dfn("pack", args.clip, str(data), "--size", str(args.size), str(args.size), "--grayscale",
+                "--no-progress")
         config = ["--config", "configs/highway.yaml"]
+        if args.size != 64:
+            config += ["--config", f"configs/sizes/highway_{args.size}.yaml"]
     else:
         name = f"{args.layout}_{args.pairs}_d{args.max_disparity:g}_s{args.size}"
         data, scenes = work / f"stereo_{name}.h5", work / f"scenes_{name}"

@@ -12,7 +12,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT  # noqa: E402  (after the flag: helpers imports Lightning)
+
 # configs/steerable.yaml shrunk to seconds: 8x8 images, an 8-unit MLP, 5 batches an epoch,
 # validation every 5 steps, last.ckpt every step
 STEERABLE_TINY = ["--config", str(ROOT / "configs/steerable.yaml"), "--data.init_args.image_size", "8",

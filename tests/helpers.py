@@ -1,5 +1,19 @@
-"""Test helpers importable by class path from the CLI (pytest puts tests/ on sys.path)."""
+"""Test helpers importable by class path from the CLI (pytest puts tests/ on sys.path), and the
+repository root every test finds configs and scripts by."""
+from pathlib import Path
+
+import torch
 from lightning.pytorch import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assert_same_weights(run_a: Path, run_b: Path) -> None:
+    """The ``last.ckpt`` of two run directories hold the same parameters, bit for bit."""
+    a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (run_a, run_b))
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), name
 
 
 class LossRecorder(Callback):

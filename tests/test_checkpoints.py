@@ -13,8 +13,7 @@ import torch
 
 from dfn.cli import DfnCLI, main
 from hdf5_data import moving_texture, stereo_planes
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, assert_same_weights
 
 
 def load(path: Path) -> dict:
@@ -127,8 +126,7 @@ def test_sigterm_and_ctrl_c_save_the_current_step_and_resume_exactly(tmp_path, s
     resumed = dfn_process("fit", *args, "--run_dir", str(tmp_path / "stopped"), "--ckpt_path", "last")
     straight = dfn_process("fit", *args, "--run_dir", str(tmp_path / "straight"))
     assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr[-2000:]
-    a, b = (load(tmp_path / run / "checkpoints/last.ckpt")["state_dict"] for run in ("stopped", "straight"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(tmp_path / "stopped", tmp_path / "straight")
 
 
 @pytest.mark.parametrize("stage", ["fit", "validate", "test", "predict"])
@@ -199,6 +197,5 @@ def test_sigterm_during_validation_saves_and_resumes_exactly(tmp_path, dfn_proce
     assert stopped.returncode == 143 and load(tmp_path / "stopped/checkpoints/last.ckpt")["global_step"] == 4
     assert dfn_process("fit", *tiny, "--run_dir", str(tmp_path / "stopped"), "--ckpt_path", "last").returncode == 0
     assert dfn_process("fit", *tiny, "--run_dir", str(tmp_path / "straight")).returncode == 0
-    a, b = (load(tmp_path / run / "checkpoints/last.ckpt")["state_dict"] for run in ("stopped", "straight"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(tmp_path / "stopped", tmp_path / "straight")
     assert best_state(tmp_path / "stopped") == best_state(tmp_path / "straight")

@@ -3,17 +3,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
 from typing import Callable
 
 import pytest
 import torch
 
 from dfn.cli import DfnCLI, main
-from helpers import LossRecorder
+from helpers import ROOT, LossRecorder, assert_same_weights
 
 CONFIG = "configs/steerable.yaml"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -74,10 +72,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path, fit):
     assert [r[0] for r in first + second] == list(range(1, 13))
     assert first + second == straight                   # (step, loss, lr), exact floats
     assert len({r[2] for r in straight}) == 5           # the schedule halved the lr 4 times
-    weights = [torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-               for d in ("straight", "resumed")]
-    for name, value in weights[0].items():
-        assert torch.equal(value, weights[1][name]), name
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
 
 
 def test_fresh_fit_refuses_a_run_dir_with_checkpoints(tmp_path, capsys, fit, tiny):

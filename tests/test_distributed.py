@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from hdf5_data import moving_texture, stereo_planes
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def run(args: list[str]) -> None:

@@ -5,11 +5,10 @@ import json
 import os
 import subprocess
 import tarfile
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("triton", reason="the GPU script runs the triton backend (pip install triton)")

@@ -13,8 +13,7 @@ from torch.utils.data import DataLoader
 from datamodules import StereoHDF5DataModule, VideoHDF5DataModule
 from datamodules.frame_file import LUMA, FrameFile, FrameFileError, FrameTransform, split_ranges
 from hdf5_data import moving_texture, stereo_planes, write_frames
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def test_paper_split_and_segments_stay_inside_it(tmp_path):

@@ -1,7 +1,6 @@
 """Highway driving and stereo prediction on generated HDF5 files: the paper's networks, learning,
 exact resume, and the stereo read-out against a known disparity."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ from PIL import Image
 
 from dfn.cli import DfnCLI, main
 from hdf5_data import moving_texture, stereo_planes
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, assert_same_weights
 
 
 @pytest.mark.parametrize("config,make,parameters", [("highway", moving_texture, 368_122),
@@ -69,8 +67,7 @@ def test_exact_resume(tmp_path, request, experiment, make):
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "a"), "--trainer.max_steps", "4"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "2"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4", "--ckpt_path", "last"])
-    a, b = (torch.load(tmp_path / d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in "ab")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
 
 
 def test_colour_frames_need_matching_generator_channels(tmp_path, capsys, highway_tiny):

@@ -176,13 +176,12 @@ def test_half_precision_accumulates_in_float32(dtype, n, backend):
         assert ((ours.double() - exact).abs() <= tol).all()
 
 
-def test_mixed_dtypes_promote_before_the_backend_is_chosen():
+def test_mixed_dtypes_promote_before_the_backend_is_chosen(backend):
     x = torch.randn(1, 1, 5, 5, dtype=torch.bfloat16)
     f = torch.randn(1, 9, 5, 5)
-    assert dynamic_local_filter(x, f, 3).dtype == torch.float32
-    if cpu_kernel.library() is not None:                         # float32 after promotion: "c" runs
-        torch.testing.assert_close(dynamic_local_filter(x, f, 3, backend="c"),
-                                   local_filter_reference(x.float(), f, 3))
+    out = dynamic_local_filter(x, f, 3, backend=backend)        # float32 after promotion
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, local_filter_reference(x.float(), f, 3))
 
 
 @pytest.mark.parametrize("softmax", [False, True])
@@ -244,14 +243,18 @@ def ops_run(x, f, backend) -> set[str]:
     return {e.key for e in prof.key_averages()}
 
 
-def test_auto_backend_is_c_then_loop_on_the_cpu():
-    """"auto" on the CPU: the C kernel for the shared form in any floating dtype (no ATen
-    multiply-add at all; half types in float32), the tap loop for the general form (addcmul per
-    tap)."""
+@pytest.mark.skipif(cpu_kernel.library() is None, reason="needs a C compiler to build the kernel")
+def test_auto_backend_is_the_c_kernel_for_the_shared_form():
+    """"auto" on the CPU runs the shared form in the C kernel, in any floating dtype (half types
+    in float32): no ATen multiply-add at all."""
     x, f = make(1, 1, 8, 8, (3, 3))
-    if cpu_kernel.library() is not None:
-        assert "aten::addcmul_" not in ops_run(x, f, "auto")
-        assert "aten::addcmul_" not in ops_run(x.bfloat16(), f.bfloat16(), "auto")
+    assert "aten::addcmul_" not in ops_run(x, f, "auto")
+    assert "aten::addcmul_" not in ops_run(x.bfloat16(), f.bfloat16(), "auto")
+
+
+def test_auto_backend_is_the_tap_loop_for_the_general_form():
+    """The general form runs in the tap loop (one addcmul per tap); the row blocks use none."""
+    x, f = make(1, 1, 8, 8, (3, 3))
     assert "aten::addcmul_" in ops_run(x, f, "loop")
     assert "aten::addcmul_" in ops_run(x, f.view(1, 1, 1, 9, 8, 8), "auto")
     assert "aten::addcmul_" not in ops_run(x, f, "blocks")

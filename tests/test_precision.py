@@ -45,10 +45,18 @@ def test_compile_flag_keeps_checkpoint_names_and_values(tmp_path, steerable_tiny
         torch.testing.assert_close(runs["true"][key], value, rtol=1e-5, atol=1e-6)
 
 
-def test_compile_takes_a_mode_by_name(tmp_path, steerable_tiny):
+def test_compile_takes_a_mode_by_name(tmp_path, steerable_tiny, monkeypatch):
+    """The mode named in the config is the one torch.compile gets."""
+    modes, compile_ = [], torch.compile
+
+    def recording_compile(*args, **kwargs):
+        modes.append(kwargs.get("mode"))
+        return compile_(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
     cli = DfnCLI(args=["fit", *steerable_tiny, "--run_dir", str(tmp_path / "m"), "--trainer.max_steps", "1",
                        "--model.init_args.compile", "reduce-overhead"])
-    assert cli.model.net._compiled_call_impl is not None
+    assert modes == ["reduce-overhead"] and cli.model.net._compiled_call_impl is not None
     assert cli.trainer.global_step == 1 and cli.trainer.callback_metrics["train/loss"].isfinite()
 
 

@@ -3,11 +3,9 @@ the time limit, a stand-in `scontrol`; the requeued command resumes and continue
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_path, steerable_tiny):

