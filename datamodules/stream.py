@@ -18,6 +18,7 @@ process): the main process stops at the end of a step and shuts them down (:mod:
 from __future__ import annotations
 
 import os
+import signal
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -26,10 +27,17 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dfn.errors import ConfigError
-from dfn.signals import ignore_interrupts
 
 Batch = dict[str, torch.Tensor]
 HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out data is never trained on
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """``worker_init_fn`` of dfn's DataLoaders: a worker ignores SIGINT, which a terminal's Ctrl-C
+    sends to every process in the foreground; the main process stops at the end of a step and
+    shuts its workers down. SIGTERM keeps its default action: it is how the DataLoader and
+    multiprocessing end their workers, and a worker that ignored it would hang their shutdown."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def batch_generator(seed: int, rank: int, index: int) -> torch.Generator:

@@ -58,11 +58,3 @@ def stop_gracefully_on_interrupt(trainer: Trainer) -> Iterator[None]:
                       128 + cause.value) from None
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def ignore_interrupts(worker_id: int) -> None:
-    """``worker_init_fn`` of dfn's DataLoaders: a worker ignores SIGINT, which a terminal's Ctrl-C
-    sends to every process in the foreground; the main process stops at the end of a step and
-    shuts its workers down. SIGTERM keeps its default action: it is how the DataLoader and
-    multiprocessing end their workers, and a worker that ignored it would hang their shutdown."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
