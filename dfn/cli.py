@@ -8,7 +8,6 @@ What it adds to LightningCLI:
 * Weights & Biases by default, offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set.
 * ``fit --ckpt_path last`` (or a path) resumes the run exactly and continues its W&B run; a fresh
   ``fit`` refuses a run directory that already holds checkpoints instead of overwriting them.
-* YAML in omegaconf mode (``${...}`` interpolation), so configs can refer to their own values.
 * Checkpoints written whole on any file system (:mod:`dfn.checkpoint_io`); SIGTERM and Ctrl-C
   save the current step before exiting (:mod:`dfn.signals`).
 * Clear errors: bad command lines, values, files and checkpoints are one line naming the fix
