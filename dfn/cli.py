@@ -138,13 +138,17 @@ class DfnCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         run_dir = Path(config.run_dir)
         loggers = config.trainer.logger
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            if not isinstance(logger, Namespace):
-                continue
+        loggers = [logger for logger in (loggers if isinstance(loggers, list) else [loggers])
+                   if isinstance(logger, Namespace)]
+        # a resumed fit continues its W&B run: the run id stored in the checkpoint
+        run_id = _resumed_wandb_run(config.ckpt_path, run_dir) if self.subcommand == "fit" else None
+        for logger in loggers:
             if logger.init_args.get("save_dir") in (None, "."):   # every logger writes into the run
                 logger.init_args.save_dir = str(run_dir)
             if logger.class_path == WANDB_LOGGER and logger.init_args.get("name") is None:
                 logger.init_args.name = run_dir.name
+            if logger.class_path == WANDB_LOGGER and run_id is not None and logger.init_args.get("id") is None:
+                logger.init_args.id = run_id                      # WandbLogger resumes an id ("allow")
         if self.subcommand is None:                        # objects only (run=False): no run, no folders
             return
         _check_writable(run_dir)
@@ -232,29 +236,10 @@ class DfnCLI(LightningCLI):
             if not failed and outputs and self.trainer.is_global_zero:
                 print(f"dfn: {subcommand} wrote to {outputs}", file=sys.stderr)
 
-    def before_fit(self) -> None:
-        """On resume (``--ckpt_path``, or a requeued SLURM job), point the W&B logger at the run
-        id stored in the checkpoint."""
-        ckpt_path = self.config.fit.ckpt_path
-        if ckpt_path is None:
-            path = _slurm_requeue_checkpoint(Path(self.trainer.default_root_dir))
-            if path is None:
-                return
-        elif ckpt_path == "last":
-            path = Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt"
-        else:
-            path = Path(ckpt_path)
-        run_id = read_checkpoint(path).get("wandb_run_id") if path.is_file() else None
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger) and run_id is not None:
-                # the experiment is created lazily: setting the id before first use resumes it
-                logger._wandb_init.update(id=run_id, resume="allow")
-                logger._id = run_id
-
 
 def warn_if_emulated_bf16(trainer: Trainer) -> None:
     """One warning when bfloat16 runs on a CPU that only emulates it (no AVX512-BF16, AMX or ARM
-    BF16): there oneDNN's bf16 convolutions are many times slower than float32 (README,
+    BF16): there PyTorch's bf16 convolutions are many times slower than float32 (README,
     'Precision')."""
     if (str(trainer.precision).startswith("bf16") and trainer.strategy.root_device.type == "cpu"
             and not native_bf16()):
@@ -263,6 +248,16 @@ def warn_if_emulated_bf16(trainer: Trainer) -> None:
                        "convolutions through a slow fallback (78x slower than float32 on a 2-core AVX2 "
                        "CPU; python benchmarks/bf16_cpu.py measures this one). Use --trainer.precision "
                        "32-true here.")
+
+
+def _resumed_wandb_run(ckpt_path: Optional[str], run_dir: Path) -> Optional[str]:
+    """The W&B run id stored in the checkpoint a fit resumes from (``--ckpt_path last`` or a path,
+    or a requeued SLURM job's), else ``None``."""
+    if ckpt_path is None:
+        path = _slurm_requeue_checkpoint(run_dir)
+    else:
+        path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    return read_checkpoint(path).get("wandb_run_id") if path is not None and path.is_file() else None
 
 
 def _slurm_requeue_checkpoint(run_dir: Path) -> Optional[Path]:

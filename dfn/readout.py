@@ -7,13 +7,13 @@ the *source's* grid (disparity on the left view, flow on frame ``t``). Read-outs
 by solving for each source pixel where its content went:
 
 * stereo: the right view at ``x`` shows the left view at ``x + s(x)``: each right pixel's offset
-  is carried to that left pixel (the nearest surface winning, as in a z-buffer; pixels hidden
-  from the right camera solve ``d(x_L) = s(x_L - d(x_L))``);
+  is carried to that left pixel (colliding claims settled by how well each explains the right
+  view; pixels hidden from the right camera take the farther of the surfaces beside them);
 * video: the next frame at ``p`` shows frame ``t`` at ``p + s(p)``, so the flow of pixel ``q`` of
   frame ``t`` is ``f(q) = -s(q + f(q))``.
 
-The fixed points are found by iteration with linear interpolation (exact for constant offsets;
-pixels that no filter reads from, occluded ones, take a neighbouring surface's value).
+The video's fixed points are found by iteration with linear interpolation (exact for constant
+offsets; pixels that no filter reads from, occluded ones, take a neighbouring surface's value).
 :class:`ReadoutScores` then compares with ground truth on its known (non-NaN) pixels.
 """
 from __future__ import annotations
@@ -39,18 +39,13 @@ def disparity_on_left_grid(shift_x: Tensor, cost: Optional[Tensor] = None, itera
     all but one are wrong, typically right-view pixels the left camera cannot see, whose filters
     read a look-alike: given ``cost (B, H, W)`` (how badly each right pixel was predicted), the
     claim that explains the right view best wins; without it the largest disparity (the nearer
-    surface) does, as in a z-buffer. Left pixels that nothing lands on (hidden from the right
-    camera) take the fixed point of ``d(x_L) = s(x_L - d(x_L))``: a neighbouring surface's value."""
+    surface) does, as in a z-buffer. Left pixels that nothing lands on are hidden from the right
+    camera: by a nearer surface beside them, so they lie on the farther one, and take the smaller
+    of the nearest claimed disparities to their left and right on the row (the background); a row
+    without any claim takes the fixed point of ``d(x_L) = s(x_L - d(x_L))``."""
     B, H, W = shift_x.shape
     rows = shift_x.reshape(-1, W)
     x = torch.arange(W, dtype=rows.dtype, device=rows.device).expand_as(rows)
-    d = rows
-    for _ in range(iterations):
-        position = (x - d).clamp(0, W - 1)
-        lower = position.floor().long().clamp(max=max(W - 2, 0))
-        upper = (lower + 1).clamp(max=W - 1)
-        frac = position - lower
-        d = rows.gather(1, lower) * (1 - frac) + rows.gather(1, upper) * frac
     target = (x + rows).round().long()
     inside = (target >= 0) & (target < W)
     target = target.clamp(0, W - 1)
@@ -60,7 +55,36 @@ def disparity_on_left_grid(shift_x: Tensor, cost: Optional[Tensor] = None, itera
         best = never.scatter_reduce(1, target, key, reduce="amax", include_self=True)
         inside = inside & (key == best.gather(1, target))
     splat = never.scatter_reduce(1, target, torch.where(inside, rows, never), reduce="amax", include_self=True)
-    return torch.where(torch.isfinite(splat), splat, d).reshape(B, H, W)
+    filled = _background_fill(splat)
+    return torch.where(torch.isfinite(filled), filled, _fixed_point(rows, iterations)).reshape(B, H, W)
+
+
+def _background_fill(rows: Tensor) -> Tensor:
+    """``rows (N, W)`` with ``-inf`` holes -> each hole the smaller of the nearest values to its
+    left and right (``inf`` where a row has none)."""
+    N, W = rows.shape
+    claimed = torch.isfinite(rows)
+    index = torch.arange(W, device=rows.device).expand(N, W)
+    left = torch.where(claimed, index, -1).cummax(1).values
+    right = torch.where(claimed, index, W).flip(1).cummin(1).values.flip(1)
+    far = torch.full_like(rows, float("inf"))
+    from_left = torch.where(left >= 0, rows.gather(1, left.clamp(min=0)), far)
+    from_right = torch.where(right < W, rows.gather(1, right.clamp(max=W - 1)), far)
+    return torch.where(claimed, rows, torch.minimum(from_left, from_right))
+
+
+def _fixed_point(rows: Tensor, iterations: int) -> Tensor:
+    """``d(x) = s(x - d(x))`` by iteration with linear interpolation, for offsets ``rows (N, W)``."""
+    W = rows.shape[1]
+    x = torch.arange(W, dtype=rows.dtype, device=rows.device).expand_as(rows)
+    d = rows
+    for _ in range(iterations):
+        position = (x - d).clamp(0, W - 1)
+        lower = position.floor().long().clamp(max=max(W - 2, 0))
+        upper = (lower + 1).clamp(max=W - 1)
+        frac = position - lower
+        d = rows.gather(1, lower) * (1 - frac) + rows.gather(1, upper) * frac
+    return d
 
 
 def prediction_cost(predicted: Tensor, truth: Tensor) -> Tensor:

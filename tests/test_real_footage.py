@@ -130,6 +130,22 @@ def test_disparity_read_out_of_perfect_filters_is_the_ground_truth(photos, w, ma
     assert (read_out[visible] - d_left[visible]).abs().max() < 1e-4
 
 
+def test_pixels_hidden_from_the_right_camera_read_out_as_the_background():
+    """A near object (disparity 6) before a background (2): the background just left of the
+    object is hidden from the right camera, so no right pixel lands there; the read-out gives it
+    the background's disparity, not the object's. The right pixels that see background the left
+    camera cannot (beside the object) claim it wrongly and predict badly: the cost settles that."""
+    W = 48
+    truth = torch.full((1, 1, W), 2.0)
+    truth[..., 20:30] = 6.0                                           # the object, on the left grid
+    shift, cost = torch.full((1, 1, W), 2.0), torch.zeros(1, 1, W)
+    shift[..., 14:24] = 6.0                                           # where the right view shows it
+    cost[..., 24:28] = 1.0                                            # seen by the right camera only
+    read_out = disparity_on_left_grid(shift, cost)
+    assert torch.equal(read_out[..., 16:20], torch.full((1, 1, 4), 2.0))   # hidden: the background
+    assert torch.equal(read_out, truth)                              # the first two too: no right pixel
+
+
 def test_flow_read_out_of_a_constant_shift():
     shift = torch.zeros(1, 2, 16, 16)
     shift[:, 0], shift[:, 1] = -1.0, 2.0                 # reads 1 up, 2 right: content moves (-2, +1)
