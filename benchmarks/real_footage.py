@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--layout", choices=["layers", "street"], default="street", help="stereo scenes (default street)")
     parser.add_argument("--max-disparity", type=float, default=5.0,
                         help="stereo: largest disparity in px at the working size (default 5)")
-    parser.add_argument("--size", type=int, default=64, help="working size, square (default 64); scenes are "
+    parser.add_argument("--size", type=int, default=64, help="working size, square (default 64): a clip is "
+                        "packed at it (with configs/sizes/highway_<size>.yaml beyond 64), scenes are "
                         "rendered at twice it")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="--KEY=VALUE", help="extra config override")
