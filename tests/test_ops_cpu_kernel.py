@@ -19,7 +19,27 @@ def fresh_library(monkeypatch, tmp_path):
     cpu_kernel.library.cache_clear()
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+needs_kernel = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+
+def assert_c_equals_loop_at_any_thread_count(run, dtype: torch.dtype) -> None:
+    """``run(backend)`` -> tensors: the C kernel's equal the tap loop's (to rounding) and are the
+    same bit for bit on one thread."""
+    fused, portable = run("c"), run("loop")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused, portable):
+        torch.testing.assert_close(a, b, **tol)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = run("c")
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(fused, single):
+        assert torch.equal(a, b)
+
+
+@needs_kernel
 def test_builds_into_the_cache_dir(fresh_library):
     assert cpu_kernel.library() is not None
     assert len(list((fresh_library / "kernels").glob("cpu_kernels-*.so"))) == 1
@@ -49,26 +69,11 @@ def test_fused_equals_portable_and_is_thread_count_independent(dtype, C):
     f = torch.randn(5, 121, 17, 23, dtype=dtype, requires_grad=True)
     g = torch.randn(5, C, 17, 23, dtype=dtype)
 
-    def run(backend="c"):
+    def run(backend):
         out = dynamic_local_filter(x, f, 11, backend=backend)
         return (out, *torch.autograd.grad(out, (x, f), g))
 
-    fused = run()
-    portable = run("loop")
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
-    for a, b in zip(fused, portable):
-        torch.testing.assert_close(a, b, **tol)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single = run()
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(fused, single):
-        assert torch.equal(a, b)
-
-
-needs_kernel = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+    assert_c_equals_loop_at_any_thread_count(run, dtype)
 
 
 @needs_kernel
@@ -87,23 +92,12 @@ def test_fused_softmax_equals_softmax_then_filter(dtype, C, bias_channels, kerne
     inputs = [t for t in (x, logits, bias) if t is not None]
     g = torch.randn(B, C, H, W, dtype=dtype)
 
-    def run(backend="c"):
+    def run(backend):
         out = dynamic_local_filter(x, logits, kernel, softmax=True, bias=bias, origin=origin,
                                    backend=backend)
         return (out, *torch.autograd.grad(out, inputs, g))
 
-    fused, portable = run(), run("loop")
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
-    for a, b in zip(fused, portable):
-        torch.testing.assert_close(a, b, **tol)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single = run()
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(fused, single):
-        assert torch.equal(a, b)
+    assert_c_equals_loop_at_any_thread_count(run, dtype)
 
 
 @needs_kernel
