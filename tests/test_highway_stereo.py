@@ -4,10 +4,13 @@ import json
 
 import numpy as np
 import pytest
+import skimage
 import torch
 from PIL import Image
 
 from dfn.cli import DfnCLI, main
+from dfn.layers import CostPrior
+from dfn.readout import expected_shift
 from hdf5_data import moving_texture, stereo_planes
 from helpers import ROOT, assert_same_weights
 
@@ -133,3 +136,38 @@ def test_a_binocular_net_reads_disparities_the_left_view_cannot_tell(tmp_path, s
     DfnCLI(args=["test", *tiny, "--run_dir", str(run), "--ckpt_path", str(run / "checkpoints/last.ckpt")])
     metrics = json.loads((run / "test_results_step0000300.json").read_text())["metrics"]
     assert metrics["test/disparity_epe"] < 0.5 < metrics["test/disparity_epe_constant"], metrics
+
+
+def test_the_cost_prior_is_the_box_averaged_costs_scaled():
+    """Each tap's logit is ``-scale`` times its cost averaged over the pixels of a 3x3 box that
+    lie in the frame (fewer at an edge), written out by hand at a corner and inside."""
+    costs = torch.rand(1, 4, 6, 7)
+    logits = CostPrior(scale=10.0, size=3)(costs)
+    assert torch.allclose(logits[0, :, 0, 0], -10 * costs[0, :, :2, :2].mean((-2, -1)))
+    assert torch.allclose(logits[0, :, 3, 4], -10 * costs[0, :, 2:5, 3:6].mean((-2, -1)))
+    with pytest.raises(ValueError, match="odd size"):
+        CostPrior(scale=10.0, size=4)
+
+
+def test_with_the_cost_prior_the_first_filters_read_out_the_disparity(tmp_path, stereo_tiny):
+    """The binocular config's start (uniform logits plus the cost prior) on a textured patch of a
+    real photograph whose right view is its left view moved 5 px: before any training the
+    filters' read-out is 5 px away from the edges (the identity start would read 0)."""
+    photo = torch.tensor(skimage.data.camera()[450:482, 400:432] / 255.0, dtype=torch.float32)
+    left = photo.view(1, 1, 1, 32, 32)
+    right = torch.zeros_like(left)
+    right[..., :-5] = left[..., 5:]                                # right(x) = left(x + 5)
+    model = DfnCLI(args=[*stereo_tiny(stereo_planes(tmp_path / "s.h5")), *BINOCULAR,
+                         "--run_dir", str(tmp_path / "run")], run=False).model
+    _, filters = model(left, return_filters=True, future=right)
+    shift = expected_shift(filters[:, 0], model.filter_window)[0, 1]          # (32, 32), px
+    inside = shift[3:-3, 3:-10]
+    assert (inside - 5).abs().median() < 0.1 and (inside - 5).abs().mean() < 0.5, inside
+
+
+def test_a_cost_prior_without_matching_costs_is_one_clear_error(tmp_path, stereo_tiny, dfn_main):
+    status, err = dfn_main(["fit", *stereo_tiny(stereo_planes(tmp_path / "s.h5")), *BINOCULAR,
+                            "--model.init_args.predictor.init_args.matching_costs", "false",
+                            "--model.init_args.predictor.init_args.net.init_args.in_channels", "2",
+                            "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "1"])
+    assert status == 2 and "set matching_costs true" in err and err.count("\n") == 1, err

@@ -10,17 +10,20 @@ Binocular stereo (beyond the paper) passes the right view as ``guide``: the gene
 sees the frame it predicts, stacked after its context, while the filters still apply to the
 left view, so they still hold the disparity and cannot copy the right view. With
 ``matching_costs`` it also sees how well each tap's offset matches the guide
-(:func:`dfn.layers.matching_costs`): a cost volume over the filters' own window.
+(:func:`dfn.layers.matching_costs`): a cost volume over the filters' own window. With
+``cost_prior`` the filter logits are the net's output plus the cost volume's soft winner-take-all
+(:class:`dfn.layers.CostPrior`), so the first filters already point at the best-matching offsets.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dfn.errors import ConfigError
-from dfn.layers import DynamicLocalFilter, matching_costs
+from dfn.layers import CostPrior, DynamicLocalFilter, matching_costs
 from dfn.ops import BACKENDS, KernelSize
 from dfn.ops.geometry import Window
 
@@ -45,17 +48,21 @@ class DynamicFilterPredictor(nn.Module):
             filters are near-uniform blurs; ``"identity"``: the first predictions are nearly the
             last frame (copy-last; the left view for stereo): the net's last layer is scaled by
             ``start_gain`` and biased towards filters with ``start_centre_weight`` on the centre
-            tap and a zero dynamic bias (the net needs a ``start_output(bias, gain)`` method).
-        start_centre_weight, start_gain: of the ``"identity"`` start.
+            tap and a zero dynamic bias (the net needs a ``start_output(bias, gain)`` method);
+            ``"uniform"``: the same with zero logits, so the first filters are uniform, or, with
+            ``cost_prior``, the cost volume's soft winner-take-all.
+        start_centre_weight: of the ``"identity"`` start; start_gain: of both.
         matching_costs: with a ``guide`` (binocular stereo), the generator also sees the
             ``kh*kw`` matching costs of the filtered frame against the guide, one per tap.
+        cost_prior: with ``matching_costs``, > 0 adds ``-cost_prior * costs`` (each cost averaged
+            over a 5x5 box; the scale is learned from this start) to the filter logits; 0: off.
         backend: the dynamic filtering op's implementation (:mod:`dfn.ops.backends`).
     """
 
     def __init__(self, net: nn.Module, kernel_size: KernelSize = 9, origin: Optional[list[int]] = None,
                  softmax: bool = True, bias_channels: int = 0, context_frames: int = 1, start: str = "paper",
                  start_centre_weight: float = 0.99, start_gain: float = 0.0, matching_costs: bool = False,
-                 backend: str = "auto") -> None:
+                 cost_prior: float = 0.0, backend: str = "auto") -> None:
         super().__init__()
         self.net, self.context_frames, self.matching_costs = net, context_frames, matching_costs
         if backend not in BACKENDS:
@@ -67,20 +74,34 @@ class DynamicFilterPredictor(nn.Module):
             raise ConfigError(f"predictor: {error}") from None
         self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
                                     "pixel")
-        if start not in ("paper", "identity"):
-            raise ConfigError(f"predictor start must be 'paper' or 'identity', got {start!r}")
-        if start == "identity":
+        self.cost_prior = self._cost_prior(cost_prior, softmax) if cost_prior else None
+        if start not in ("paper", "identity", "uniform"):
+            raise ConfigError(f"predictor start must be 'paper', 'identity' or 'uniform', got {start!r}")
+        if start != "paper":
             if not hasattr(net, "start_output"):
-                raise ConfigError(f"start 'identity' needs a net with a start_output(bias, gain) method; "
+                raise ConfigError(f"start {start!r} needs a net with a start_output(bias, gain) method; "
                                   f"{type(net).__name__} has none: use start 'paper'")
             if not 0 < start_centre_weight < 1 or start_gain < 0:
                 raise ConfigError(f"start_centre_weight must be in (0, 1) and start_gain >= 0, got "
                                   f"{start_centre_weight} and {start_gain}")
             try:
-                identity = self.filter.identity_theta(start_centre_weight)
+                output = (self.filter.identity_theta(start_centre_weight) if start == "identity"
+                          else torch.zeros(self.filter.theta_channels))
             except ValueError as error:
                 raise ConfigError(f"predictor start 'identity': {error}") from None
-            net.start_output(identity, start_gain)
+            net.start_output(output, start_gain)
+
+    def _cost_prior(self, scale: float, softmax: bool) -> CostPrior:
+        if not self.matching_costs:
+            raise ConfigError("cost_prior reads the matching costs: set matching_costs true "
+                              "(binocular stereo)")
+        if not softmax or self.filter.separable:
+            raise ConfigError("cost_prior adds to filter logits: it needs softmax true and full "
+                              "(not separable) filters")
+        try:
+            return CostPrior(scale)
+        except ValueError as error:
+            raise ConfigError(f"predictor {error}") from None
 
     @property
     def filter_window(self) -> Window:
@@ -116,6 +137,9 @@ class DynamicFilterPredictor(nn.Module):
             if costs:
                 seen_now.append(matching_costs(frame, guide[:, t - T_in + 1], self.filter.window))
             theta, hidden = self.net(torch.cat(seen_now, dim=1), hidden)
+            if costs and self.cost_prior is not None:
+                prior = self.cost_prior(seen_now[-1])                      # (B, taps, H, W)
+                theta = theta + F.pad(prior, (0, 0, 0, 0, 0, self.filter.bias_channels))
             if return_filters:                          # normalise once, keep the filters
                 step_filters, bias = self.filter.split(theta)
                 predictions.append(self.filter.filter_with(frame, step_filters, bias))
