@@ -15,7 +15,7 @@ import sys
 import torch
 
 from dfn.ops import dynamic_local_filter
-from dfn.profiling import machine, median_seconds, native_bf16
+from dfn.ops.profiling import machine, median_seconds, native_bf16
 
 
 def conv_step(conv: torch.nn.Conv2d, x: torch.Tensor, bf16: bool) -> None:

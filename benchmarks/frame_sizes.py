@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dfn.profiling import cpu_name
+from dfn.ops.profiling import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {
@@ -39,7 +39,7 @@ def configs(experiment: str, size: int) -> list[str]:
 def measure(experiment: str, size: int, data: str, steps: int) -> dict:
     """One configuration in this process: the numbers for :func:`main`."""
     import torch
-    from dfn.cli import DfnCLI
+    from dfn.harness.cli import DfnCLI
     cli = DfnCLI(args=[*configs(experiment, size), "--data.init_args.path", data, "--trainer.logger", "false"],
                  run=False)
     model, batch = cli.model, next(iter(cli.datamodule.train_dataloader()))

@@ -28,7 +28,7 @@ import torch
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
 from dfn.ops.backends import resolve
-from dfn.profiling import copy_bandwidth, machine, median_seconds, saved_tensor_bytes
+from dfn.ops.profiling import copy_bandwidth, machine, median_seconds, saved_tensor_bytes
 
 Op = Callable[..., torch.Tensor]
 

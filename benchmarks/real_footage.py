@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 
-from dfn.profiling import machine
+from dfn.ops.profiling import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ before them (OpenMP's own wait policy and thread count). Prints JSON.
 
     python benchmarks/shared_cpu.py [--steps 500] [--repeats 2]
 
-"before" runs the CLI without ``python -m dfn``'s start-up (``from dfn.cli import main``), so the
+"before" runs the CLI without ``python -m dfn``'s start-up (``from dfn.harness.cli import main``), so the
 OpenMP runtime keeps its defaults; "dfn" is ``python -m dfn`` as a user runs it. Run it on an
 otherwise idle machine: it measures contention between its own processes.
 """
@@ -23,7 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = {"dfn": [sys.executable, "-m", "dfn"],
-          "before": [sys.executable, "-c", "import sys; from dfn.cli import main; main(sys.argv[1:])"]}
+          "before": [sys.executable, "-c", "import sys; from dfn.harness.cli import main; main(sys.argv[1:])"]}
 
 
 def fits(launch: list[str], steps: int, count: int, folder: Path) -> float:

@@ -18,10 +18,10 @@ import time
 import torch
 
 from dfn.callbacks import SteerableFigure
-from dfn.cli import DfnCLI
+from dfn.harness.cli import DfnCLI
 from dfn.models.steerable_filter_model import filter_cosine
-from dfn.analytic_steerable import steerable_filters
-from dfn.viz import save_png
+from dfn.evaluation.analytic_steerable import steerable_filters
+from dfn.pictures.viz import save_png
 
 
 def main() -> None:

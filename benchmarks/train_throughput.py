@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from dfn.profiling import machine, synchronize
+from dfn.ops.profiling import machine, synchronize
 
 CONV_LSTM = ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]
 MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
@@ -41,7 +41,7 @@ MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
 
 
 def build(config_args: list[str], batch_size: int, compile: str, device: torch.device):
-    from dfn.cli import DfnCLI
+    from dfn.harness.cli import DfnCLI
     cli = DfnCLI(args=[*config_args, "--data.init_args.batch_size", str(batch_size),
                        "--trainer.logger", "false", "--model.init_args.compile", compile],
                  run=False)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dfn.errors import ConfigError
-from dfn.ground_truth import resize_field
+from dfn.footage.ground_truth import resize_field
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" mode
 
@@ -92,7 +92,7 @@ class FrameTransform:
 
     def truth(self, values: np.ndarray) -> Tensor:
         """Ground truth ``(T, H, W)`` or ``(T, H, W, 2)`` through the same crop and resize as the
-        frames (values rescaled, :func:`dfn.ground_truth.resize_field`)."""
+        frames (values rescaled, :func:`dfn.footage.ground_truth.resize_field`)."""
         return resize_field(torch.from_numpy(np.asarray(values)), self.crop, self.size)
 
 

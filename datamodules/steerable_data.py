@@ -4,7 +4,7 @@ Batch contract (every stage but predict)::
 
     image  (B, 1, S, S)  i.i.d. N(0, 1) pixels (white noise: every filter tap is identifiable)
     angle  (B,)          radians; training: uniform in [0, 2 pi); val/test: fixed held-out angles
-    target (B, 1, S, S)  image filtered with the analytic filter of that angle (dfn.analytic_steerable)
+    target (B, 1, S, S)  image filtered with the analytic filter of that angle (dfn.evaluation.analytic_steerable)
     filter (B, k, k)     the analytic filter itself, for the filter metrics and pictures
 
 Predict batches hold only ``angle (B,)``. Training batches are generated on the fly from the
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
 from dfn.errors import ConfigError
 from dfn.ops import dynamic_conv
-from dfn.analytic_steerable import steerable_filters
+from dfn.evaluation.analytic_steerable import steerable_filters
 
 
 class SteerableDataModule(StreamDataModule):

@@ -13,7 +13,7 @@ of rank ``rank`` is drawn with a ``torch.Generator`` seeded from those three num
 
 An epoch is ``batches_per_epoch`` consecutive stream indices; the epoch of a batch is
 ``index // batches_per_epoch``. Workers ignore SIGINT (a terminal's Ctrl-C reaches every
-process): the main process stops at the end of a step and shuts them down (:mod:`dfn.signals`).
+process): the main process stops at the end of a step and shuts them down (:mod:`dfn.harness.signals`).
 """
 from __future__ import annotations
 

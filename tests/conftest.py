@@ -32,8 +32,7 @@ NET = "--model.init_args.predictor.init_args.net.init_args."
 def _moving_mnist_tiny(cache: Path) -> list[str]:
     """configs/moving_mnist.yaml shrunk: 32x32, 3 + 2 frames, a few-channel net, 3x3 filters."""
     return ["--config", str(ROOT / "configs/moving_mnist.yaml"),
-            "--data.init_args.image_size", "32", "--data.init_args.frames_in", "3",
-            "--data.init_args.frames_out", "2", "--model.init_args.frames_in", "3",
+            "--data.init_args.image_size", "32", "--model.init_args.frames_in", "3",
             "--model.init_args.frames_out", "2", "--data.init_args.batch_size", "2",
             "--data.init_args.batches_per_epoch", "3", "--data.init_args.val_sequences", "4",
             "--data.init_args.test_sequences", "4", "--data.init_args.cache_dir", str(cache),
@@ -126,7 +125,7 @@ def dfn_process() -> Callable[..., subprocess.CompletedProcess]:
 @pytest.fixture
 def dfn_main(capsys) -> Callable[[list[str]], tuple[int, str]]:
     """``dfn_main(args)``: ``python -m dfn *args`` in this process -> (exit status, stderr)."""
-    from dfn.cli import main
+    from dfn.harness.cli import main
 
     def run(args: list[str]) -> tuple[int, str]:
         try:

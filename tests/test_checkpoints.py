@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfn.cli import DfnCLI, main
+from dfn.harness.cli import DfnCLI, main
 from hdf5_data import moving_texture, stereo_planes
 from helpers import ROOT, assert_same_weights
 

@@ -8,7 +8,8 @@ from typing import Callable
 import pytest
 import torch
 
-from dfn.cli import DfnCLI, main
+from dfn.harness.cli import DfnCLI, main
+from hdf5_data import moving_texture
 from helpers import ROOT, LossRecorder, assert_same_weights
 
 CONFIG = "configs/steerable.yaml"
@@ -127,11 +128,13 @@ def test_checkpoint_of_a_different_model(tmp_path, capsys, fit, tiny):
     """Same class, another architecture (wider net): refused, naming both."""
     fit(tmp_path / "run", 2)
     ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["validate", *tiny, "--run_dir", str(tmp_path / "v"),
               "--model.init_args.net.init_args.hidden", "[16]", "--ckpt_path", ckpt])
-    err = capsys.readouterr().err
-    assert "does not fit the configured SteerableFilterModel" in err
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and len(line) < 250, line
+    assert "does not fit the configured SteerableFilterModel" in line and "there" in line and "here" in line
+    assert not (tmp_path / "v").exists()                    # refused before anything was written
     with pytest.raises(SystemExit):
         main(["validate", *tiny, "--run_dir", str(tmp_path / "v2"),
               "--ckpt_path", str(tmp_path / "nope.ckpt")])
@@ -168,3 +171,17 @@ def test_every_command_says_what_it_wrote_and_test_prints_one_table(tmp_path, ca
     assert table[0].split() == ["test", "results,", "step", "2", "filter_cos_mean", "filter_cos_min", "loss"]
     assert table[2].split()[0] == "test" and len(table[2].split()) == 4
     assert f"dfn: test wrote to {tmp_path / 'run'}: config.test.1.yaml, test_results_step0000002.json" in err
+
+
+def test_frames_are_written_once_under_model_and_the_data_follows(tmp_path, highway_tiny, dfn_main):
+    """configs/highway.yaml sets frames_in/frames_out under model only: the DataModule gets the
+    model's (the saved config says so too); a different value under data is one clear error."""
+    video = moving_texture(tmp_path / "v.h5")
+    cli = DfnCLI(args=[*highway_tiny(video), "--model.init_args.frames_in", "2", "--model.init_args.frames_out", "4",
+                       "--run_dir", str(tmp_path / "run")], run=False)
+    assert (cli.datamodule.frames_in, cli.datamodule.frames_out) == (2, 4)
+    assert cli.config.data.init_args.frames_in == 2
+    status, err = dfn_main(["fit", *highway_tiny(video), "--data.init_args.frames_in", "5",
+                            "--run_dir", str(tmp_path / "bad"), "--trainer.max_steps", "1"])
+    assert status == 2 and err.count("\n") == 1, err
+    assert "data.frames_in 5 differs from model.frames_in 3: set it once, under model" in err

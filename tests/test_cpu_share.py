@@ -1,9 +1,9 @@
-"""Threads and wait policy for a shared CPU (dfn/cpu_share.py)."""
+"""Threads and wait policy for a shared CPU (dfn/harness/cpu_share.py)."""
 import os
 
 import pytest
 
-from dfn.cpu_share import spin_briefly, usable_cpus
+from dfn.harness.cpu_share import spin_briefly, usable_cpus
 
 AFFINITY = len(os.sched_getaffinity(0))
 

@@ -1,10 +1,10 @@
-"""``python -m dfn.curves``: series read from Lightning CSV logs, one panel per metric."""
+"""``python -m dfn.pictures.curves``: series read from Lightning CSV logs, one panel per metric."""
 import json
 
 import numpy as np
 from PIL import Image
 
-from dfn.curves import main, read_series
+from dfn.pictures.curves import main, read_series
 
 
 def test_series_skip_other_rows_and_the_chart_has_a_panel_per_metric(tmp_path):

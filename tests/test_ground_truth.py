@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dfn.ground_truth import (GroundTruthError, read_disparity, read_flo, read_flow, read_pfm, resize_field,
+from dfn.footage.ground_truth import (GroundTruthError, read_disparity, read_flo, read_flow, read_pfm, resize_field,
                               write_flo, write_pfm)
 
 

@@ -8,9 +8,9 @@ import skimage
 import torch
 from PIL import Image
 
-from dfn.cli import DfnCLI, main
+from dfn.harness.cli import DfnCLI, main
 from dfn.layers import CostPrior
-from dfn.readout import expected_shift
+from dfn.evaluation.readout import expected_shift
 from hdf5_data import moving_texture, stereo_planes
 from helpers import ROOT, assert_same_weights
 
@@ -93,6 +93,10 @@ BINOCULAR = ["--config", str(ROOT / "configs/stereo_binocular.yaml"),       # on
              "--model.init_args.predictor.init_args.net.init_args.in_channels", "11"]
 
 
+COST_PRIOR = ["--model.init_args.predictor.init_args.cost_prior", "100",       # as configs/sizes/binocular_128.yaml
+              "--model.init_args.predictor.init_args.start", "uniform"]
+
+
 def test_a_binocular_generator_sees_the_right_view(tmp_path, stereo_tiny):
     """Binocular: another right view changes the filters (the monocular paper net's do not
     change); the filters still apply to the left view, and the model needs the right view. The
@@ -150,14 +154,14 @@ def test_the_cost_prior_is_the_box_averaged_costs_scaled():
 
 
 def test_with_the_cost_prior_the_first_filters_read_out_the_disparity(tmp_path, stereo_tiny):
-    """The binocular config's start (uniform logits plus the cost prior) on a textured patch of a
-    real photograph whose right view is its left view moved 5 px: before any training the
-    filters' read-out is 5 px away from the edges (the identity start would read 0)."""
+    """The start of configs/sizes/binocular_128.yaml (uniform logits plus the cost prior) on a
+    textured patch of a real photograph whose right view is its left view moved 5 px: before any
+    training the filters' read-out is 5 px away from the edges (the identity start would read 0)."""
     photo = torch.tensor(skimage.data.camera()[450:482, 400:432] / 255.0, dtype=torch.float32)
     left = photo.view(1, 1, 1, 32, 32)
     right = torch.zeros_like(left)
     right[..., :-5] = left[..., 5:]                                # right(x) = left(x + 5)
-    model = DfnCLI(args=[*stereo_tiny(stereo_planes(tmp_path / "s.h5")), *BINOCULAR,
+    model = DfnCLI(args=[*stereo_tiny(stereo_planes(tmp_path / "s.h5")), *BINOCULAR, *COST_PRIOR,
                          "--run_dir", str(tmp_path / "run")], run=False).model
     _, filters = model(left, return_filters=True, future=right)
     shift = expected_shift(filters[:, 0], model.filter_window)[0, 1]          # (32, 32), px
@@ -166,7 +170,7 @@ def test_with_the_cost_prior_the_first_filters_read_out_the_disparity(tmp_path, 
 
 
 def test_a_cost_prior_without_matching_costs_is_one_clear_error(tmp_path, stereo_tiny, dfn_main):
-    status, err = dfn_main(["fit", *stereo_tiny(stereo_planes(tmp_path / "s.h5")), *BINOCULAR,
+    status, err = dfn_main(["fit", *stereo_tiny(stereo_planes(tmp_path / "s.h5")), *BINOCULAR, *COST_PRIOR,
                             "--model.init_args.predictor.init_args.matching_costs", "false",
                             "--model.init_args.predictor.init_args.net.init_args.in_channels", "2",
                             "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "1"])

@@ -4,7 +4,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference, tap_blocks
-from dfn.profiling import saved_tensor_bytes
+from dfn.ops.profiling import saved_tensor_bytes
 
 KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4), (2, 5)]
 f64 = torch.float64

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from datamodules import VideoHDF5DataModule
-from dfn.pack import FrameSource, pack
+from dfn.footage.pack import FrameSource, pack
 
 
 def image_folder(folder: Path, n: int, shape=(24, 32, 3), seed: int = 0) -> list[np.ndarray]:

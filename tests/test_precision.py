@@ -5,8 +5,8 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-import dfn.cli as cli_module
-from dfn.cli import DfnCLI
+import dfn.harness.cli as cli_module
+from dfn.harness.cli import DfnCLI
 
 
 def dtypes_of_first_layer(cli: DfnCLI, net) -> list[torch.dtype]:

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from datamodules.augment import Augmentation, apply, draw
-from datamodules.scenes import SceneSettings, photographs, stereo_pair, video
-from dfn.cli import DfnCLI, main
+from dfn.footage.scenes import SceneSettings, photographs, stereo_pair, video
+from dfn.harness.cli import DfnCLI, main
 from dfn.layers import DynamicLocalFilter
-from dfn.metrics import frame_se
+from dfn.evaluation.metrics import frame_se
 from dfn.ops.geometry import Window
-from dfn.readout import ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid
+from dfn.evaluation.readout import ReadoutScores, disparity_on_left_grid, expected_shift, flow_on_source_grid
 from helpers import ROOT
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",

@@ -6,7 +6,7 @@ import torch
 
 from datamodules import SteerableDataModule
 from datamodules.stream import ResumableEpochSampler, SeededBatches
-from dfn.analytic_steerable import gaussian_derivatives, steerable_filters
+from dfn.evaluation.analytic_steerable import gaussian_derivatives, steerable_filters
 
 
 def test_steerable_filter_is_the_rotated_gaussian_derivative():

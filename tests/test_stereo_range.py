@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from datamodules.hdf5_frames import StereoHDF5DataModule
-from datamodules.scenes import SceneSettings, photographs, stereo_pair
-from dfn.cli import DfnCLI, main
-from dfn.stereo_range import disparity_range
+from dfn.footage.scenes import SceneSettings, photographs, stereo_pair
+from dfn.harness.cli import DfnCLI, main
+from dfn.footage.stereo_range import disparity_range
 
 
 def _pairs(count: int, size: int, max_disparity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

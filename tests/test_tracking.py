@@ -7,7 +7,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import torch
+
+from dfn.harness.cli import default_wandb_mode
 from helpers import ROOT
 
 
@@ -59,3 +62,17 @@ def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_
     while own_wandb_pids() and time.time() < deadline:
         time.sleep(0.5)
     assert not own_wandb_pids(), "a wandb process outlived the command"
+
+
+@pytest.mark.parametrize("mode,key,expected", [("", None, "offline"), (" ", "", "offline"),
+                                               ("online", None, "online"), (None, "k" * 40, None)])
+def test_an_empty_wandb_variable_counts_as_unset(monkeypatch, mode, key, expected):
+    """``WANDB_MODE=`` (empty, as a job script's unset variable expands) is offline, as if unset;
+    a mode or an API key the user gave is kept."""
+    for name, value in (("WANDB_MODE", mode), ("WANDB_API_KEY", key)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    default_wandb_mode()
+    assert os.environ.get("WANDB_MODE") == expected

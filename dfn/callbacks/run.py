@@ -6,7 +6,6 @@ import os
 from typing import Any, Optional
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
@@ -14,7 +13,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from dfn.callbacks.outputs import run_folder
-from dfn.checkpoint_info import read_checkpoint
+from dfn.harness.checkpoint_info import read_checkpoint
+from dfn.harness.lightning_seams import CheckpointSeams
 
 
 class WandbRunId(Callback):
@@ -97,7 +97,7 @@ class StopOnNonFiniteLoss(Callback):
                 "--ckpt_path last --model.init_args.optimizer_overrides '{lr: 1e-4}' (or check the data for NaNs).")
 
 
-class RunCheckpoint(ModelCheckpoint):
+class RunCheckpoint(CheckpointSeams):
     """``ModelCheckpoint`` whose resumed runs keep the checkpoints a straight run keeps.
 
     * The latest value of the monitored metric, and whether a save waits for the next validation,
@@ -123,12 +123,12 @@ class RunCheckpoint(ModelCheckpoint):
         if self.monitor is not None and self._trainer is not None:
             value = self._trainer.callback_metrics.get(self.monitor, self._restored_monitored)
             state["monitored_value"] = None if value is None else value.detach().cpu()
-        state["defer_save_until_validation"] = self._defer_save_until_validation
+        state["defer_save_until_validation"] = self.save_waits_for_validation
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored_monitored = state_dict.get("monitored_value")
-        self._defer_save_until_validation = state_dict.get("defer_save_until_validation", False)
+        self.save_waits_for_validation = state_dict.get("defer_save_until_validation", False)
         old = state_dict.get("dirpath")
         if old is None or self.dirpath is None or os.path.abspath(old) == os.path.abspath(self.dirpath):
             return super().load_state_dict(state_dict)
@@ -145,8 +145,8 @@ class RunCheckpoint(ModelCheckpoint):
                 state[key] = moved(state_dict[key])
         super().load_state_dict(state)
 
-    def _monitor_candidates(self, trainer: Trainer) -> dict[str, Tensor]:
-        candidates = super()._monitor_candidates(trainer)
+    def monitor_candidates(self, trainer: Trainer) -> dict[str, Tensor]:
+        candidates = super().monitor_candidates(trainer)
         if self.monitor is not None and self.monitor not in candidates and self._restored_monitored is not None:
             candidates[self.monitor] = self._restored_monitored.to(trainer.strategy.root_device)
         return candidates
@@ -169,9 +169,9 @@ class LastCheckpoint(RunCheckpoint):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if (trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
-                and trainer.global_step == self._last_global_step_saved
+                and trainer.global_step == self.last_step_saved
                 and self._best_files(trainer) != self._best_files_saved):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self.save_last_checkpoint(trainer, self.monitor_candidates(trainer))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._save_if_behind(trainer)
@@ -180,13 +180,13 @@ class LastCheckpoint(RunCheckpoint):
         if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
             self._save_if_behind(trainer)
 
-    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+    def save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
         self._best_files_saved = self._best_files(trainer)
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+        super().save_last_checkpoint(trainer, monitor_candidates)
 
     def _best_files(self, trainer: Trainer) -> list[tuple[str, list[str]]]:
         return [(c.best_model_path, sorted(c.best_k_models)) for c in trainer.checkpoint_callbacks if c is not self]
 
     def _save_if_behind(self, trainer: Trainer) -> None:
-        if trainer.global_step != self._last_global_step_saved:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.global_step != self.last_step_saved:
+            self.save_last_checkpoint(trainer, self.monitor_candidates(trainer))

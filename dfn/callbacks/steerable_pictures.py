@@ -9,9 +9,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from dfn.contracts import SteerableHeldOut, check
 from dfn.callbacks.outputs import check_not_overwriting, publish_picture, run_folder
-from dfn.analytic_steerable import steerable_filters
-from dfn.viz import filter_image, save_png, steerable_figure
+from dfn.evaluation.analytic_steerable import steerable_filters
+from dfn.pictures.viz import filter_image, save_png, steerable_figure
 
 
 class FilterPNGWriter(BasePredictionWriter):
@@ -54,6 +55,10 @@ class SteerableFigure(Callback):
 
     def __init__(self, angles_deg: Sequence[float] = (0.0, 45.0, 90.0, 139.2, 180.0, 242.9)) -> None:
         self.angles_deg = list(angles_deg)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        check(trainer.datamodule, SteerableHeldOut, "SteerableFigure draws from the DataModule; the DataModule",
+              "use datamodules.SteerableDataModule or drop SteerableFigure from the callbacks")
 
     def figure(self, trainer: Trainer, pl_module: LightningModule):
         data = trainer.datamodule

@@ -16,12 +16,13 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
+from dfn.contracts import HeldOutSequences, check
 from dfn.callbacks.outputs import check_not_overwriting, publish_gif, publish_picture, run_folder, weights_step
 from dfn.errors import ConfigError
-from dfn.ground_truth import resize_field
+from dfn.footage.ground_truth import resize_field
 from dfn.ops.geometry import Window
-from dfn.readout import expected_shift, flow_on_source_grid, stereo_disparity
-from dfn.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
+from dfn.evaluation.readout import expected_shift, flow_on_source_grid, stereo_disparity
+from dfn.pictures.viz import (color_wheel, disparity_bar, disparity_image, flow_image, frame_image,
                      grid, save_gif, save_png, video_strips)
 
 
@@ -29,7 +30,7 @@ def filter_readout(filters: Tensor, window: Window, predicted: Tensor, future: T
     """Filters ``(T, kh*kw, H, W)`` of one sequence -> their read-out in px at the working size:
     with ``disparity`` (stereo) ``(T, H, W)`` on the left view's grid, else the flow
     ``(T, H, W, 2)`` as ``(dx, dy)`` on the grid of the frame each step's filters were applied to
-    (:mod:`dfn.readout`). ``predicted``, ``future (T, C, H, W)`` settle colliding disparity claims."""
+    (:mod:`dfn.evaluation.readout`). ``predicted``, ``future (T, C, H, W)`` settle colliding disparity claims."""
     offset = expected_shift(filters.float(), window)                          # (T, 2, H, W)
     return stereo_disparity(offset[:, 1], predicted, future) if disparity else flow_on_source_grid(offset)
 
@@ -99,6 +100,10 @@ class VideoPictures(Callback):
         gif = run_folder(trainer, "figures") / f"{stage}_step{weights_step(trainer):07d}.gif"
         save_gif(pictures["gif"], gif)
         publish_gif(trainer, f"{stage}/video", gif)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        check(trainer.datamodule, HeldOutSequences, "VideoPictures draws from the DataModule; the DataModule",
+              "give it these (as the video and stereo DataModules of datamodules have) or drop VideoPictures")
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking and trainer.is_global_zero:

@@ -114,25 +114,31 @@ class DFNModule(LightningModule):
                     config.scheduler.base_lrs = [base * overrides["lr"] / old if old else overrides["lr"]
                                                  for base, old in zip(config.scheduler.base_lrs, old_lrs)]
 
-    def _identity(self) -> dict[str, Any]:
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint must match: the model class and every parameter's name and shape."""
         return {"model": type(self).__qualname__,
                 "parameters": {k: tuple(v.shape) for k, v in self.state_dict().items()}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dfn_model"] = self._identity()
+        checkpoint["dfn_model"] = self.checkpoint_identity()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another model with one clear error instead of a key dump."""
-        written, ours = checkpoint.get("dfn_model"), self._identity()
+        self.check_fits(checkpoint)
+
+    def check_fits(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model with one clear error instead of a key dump (the
+        CLI calls this before a run starts, so a refused checkpoint leaves nothing behind)."""
+        written, ours = checkpoint.get("dfn_model"), self.checkpoint_identity()
         if written is None:
             written = {"model": "unknown (not written by dfn)",
                        "parameters": {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}}
         if written == ours:
             return
-        differences = sorted(set(written["parameters"].items()) ^ set(ours["parameters"].items()))
+        theirs, mine = written["parameters"], ours["parameters"]
+        differ = sorted(k for k in theirs.keys() | mine.keys() if theirs.get(k) != mine.get(k))
+        first = differ[0] if differ else ""
         raise CheckpointMismatch(
-            f"checkpoint was written by {written['model']} and does not fit the configured "
-            f"{ours['model']} ({len(differences)} parameter names/shapes differ, e.g. "
-            f"{differences[:3]}). Use a checkpoint of this experiment, or the config it was "
-            "trained with (saved as config.yaml in its run directory)."
+            f"checkpoint of {written['model']} does not fit the configured {ours['model']} ({len(differ)} "
+            f"parameters differ, e.g. {first} {theirs.get(first, 'absent')} there, {mine.get(first, 'absent')} "
+            "here): use this experiment's checkpoint or the config.yaml of its run directory"
         )

@@ -2,14 +2,14 @@
 Stereo prediction (4.3) is the same with one frame each way: the left view in, the right out.
 
 The predictor (:mod:`dfn.predictors`: the recurrent DFN, or a baseline) only predicts; this
-module owns the loss, the metrics (:mod:`dfn.metrics`) and what is logged, so that every method
+module owns the loss, the metrics (:mod:`dfn.evaluation.metrics`) and what is logged, so that every method
 is measured the same way. Batch contract: ``{"frames": (B, frames_in + frames_out, C, H, W)}``
 in [0, 1].
 
 With ground truth in the batch (``"disparity" (B, H, W)`` for stereo; ``"flow" (B, T, H, W, 2)``
 for video, on each frame's own grid; ``"reads_from" (B, T, H, W, 2)``, the true offsets on the
 predicted frames' grid, for Moving MNIST; NaN = unknown), validation and test also score the
-filters' read-outs (:mod:`dfn.readout`): ``disparity_epe``, ``disparity_pearson``,
+filters' read-outs (:mod:`dfn.evaluation.readout`): ``disparity_epe``, ``disparity_pearson``,
 ``disparity_bad1``, ``disparity_epe_constant``; ``flow_epe``, ``flow_epe_zero`` (pooled over the
 predicted steps; per step in the test results' curves).
 
@@ -28,10 +28,11 @@ from typing import Any, Optional
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from dfn.contracts import VideoPredictor, check
 from dfn.layers import filter_smoothness
 from dfn.ops.geometry import Window
-from dfn.metrics import NAMES, FrameCurves, frame_bce, frame_se
-from dfn.readout import ReadoutScores, expected_shift, flow_on_source_grid, stereo_disparity
+from dfn.evaluation.metrics import NAMES, FrameCurves, frame_bce, frame_se
+from dfn.evaluation.readout import ReadoutScores, expected_shift, flow_on_source_grid, stereo_disparity
 from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
                              SchedulerFactory, adam)
 
@@ -39,7 +40,7 @@ from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFacto
 class VideoPredictionModel(DFNModule):
     """Args:
         predictor: ``predictor(observed, future, return_filters) -> (predictions, filters)``
-            with a ``filter_window`` (the contract of :mod:`dfn.predictors`).
+            with a ``filter_window`` (:class:`dfn.contracts.VideoPredictor`).
         frames_in, frames_out: observed and predicted frames.
         loss: ``"bce"`` or ``"mse"`` (see the module docstring).
         smoothness_weight: weight of :func:`dfn.layers.filter_smoothness` on the filters.
@@ -62,6 +63,7 @@ class VideoPredictionModel(DFNModule):
             raise ConfigError(f"model.loss must be 'bce' or 'mse', got {loss!r}")
         if smoothness_weight < 0:
             raise ConfigError(f"model.smoothness_weight must be >= 0, got {smoothness_weight}")
+        check(predictor, VideoPredictor, "model.predictor", "use one of dfn.predictors, or give it these members")
         if binocular and (frames_in, frames_out) != (1, 1):
             raise ConfigError(f"model.binocular is for stereo (frames_in 1, frames_out 1), got frames_in "
                               f"{frames_in} and frames_out {frames_out}: set binocular false")

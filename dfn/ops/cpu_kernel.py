@@ -4,7 +4,7 @@ Two families: the bilinear map's three faces (:func:`forward`, :func:`grad_input
 :func:`grad_filters`: normalised filters in) and the models' case (:func:`softmax_forward`,
 :func:`softmax_backward`: logits and a dynamic bias in, the softmax inside the kernel).
 
-The C file is built on first use by :mod:`dfn.native_build` (the system compiler, a per-machine
+The C file is built on first use by :mod:`dfn.ops.native_build` (the system compiler, a per-machine
 cache) and called through ctypes. Samples run in parallel on ``torch.get_num_threads()`` OpenMP
 threads of torch's own OpenMP runtime (see the C file). Float32 and float64 CPU tensors run in
 their own precision; float16 and bfloat16 ones (``bf16-mixed`` training) in float32, with the
@@ -21,7 +21,7 @@ from typing import Callable, Optional, TypeVar
 import torch
 from torch import Tensor
 
-from dfn import native_build
+from dfn.ops import native_build
 from dfn.ops.geometry import Window, accumulation_dtype
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")

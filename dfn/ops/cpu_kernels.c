@@ -1,6 +1,6 @@
 /* Fused CPU kernels of dynamic local filtering, shared form (one filter per pixel for all channels).
  *
- * Built on first use by dfn/native_build.py for dfn/ops/cpu_kernel.py (plain C, no torch headers), called through
+ * Built on first use by dfn/ops/native_build.py for dfn/ops/cpu_kernel.py (plain C, no torch headers), called through
  * ctypes. Samples run in parallel with OpenMP; linked by soname, libgomp resolves to the copy that
  * torch has already loaded, so the kernels share torch's thread pool instead of fighting its
  * spinning threads for the cores. Built without OpenMP, the pragmas are ignored (serial).

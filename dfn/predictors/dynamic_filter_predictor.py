@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfn.contracts import FilterGenerator, StartableGenerator, check
 from dfn.errors import ConfigError
 from dfn.layers import CostPrior, DynamicLocalFilter, matching_costs
 from dfn.ops import BACKENDS, KernelSize
@@ -32,9 +33,10 @@ class DynamicFilterPredictor(nn.Module):
     """``forward(observed (B, T_in, C, H, W), future) -> (B, future, C, H, W)``.
 
     Args:
-        net: filter generator, ``net(x, hidden) -> (theta, hidden)`` with
-            ``x (B, context_frames * C, H, W)`` and ``theta (B, filter.theta_channels, H, W)``;
-            a feed-forward net returns ``hidden = None``.
+        net: filter generator (:class:`dfn.contracts.FilterGenerator`), ``net(x, hidden) ->
+            (theta, hidden)`` with ``x (B, in_channels, H, W)`` (the context frames, then the
+            guide and the matching costs where given) and ``theta (B, filter.theta_channels, H,
+            W)``; a feed-forward net returns ``hidden = None``.
         kernel_size: filter size: ``k`` for k x k (9 Moving MNIST, 11 highway driving) or
             ``[kh, kw]`` (``[1, 13]``: the horizontal filters of stereo prediction).
         origin: where the window sits, ``[oy, ox]``, the offset tap ``(0, 0)`` reads (the op's
@@ -64,6 +66,11 @@ class DynamicFilterPredictor(nn.Module):
                  start_centre_weight: float = 0.99, start_gain: float = 0.0, matching_costs: bool = False,
                  cost_prior: float = 0.0, backend: str = "auto") -> None:
         super().__init__()
+        if start not in ("paper", "identity", "uniform"):
+            raise ConfigError(f"predictor start must be 'paper', 'identity' or 'uniform', got {start!r}")
+        check(net, StartableGenerator if start != "paper" else FilterGenerator, "the predictor's net",
+              "use dfn.nets.EncoderDecoder, or give the net these members" + (
+                  f" (or use start 'paper': start {start!r} sets the net's output)" if start != "paper" else ""))
         self.net, self.context_frames, self.matching_costs = net, context_frames, matching_costs
         if backend not in BACKENDS:
             raise ConfigError(f"predictor backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -75,12 +82,7 @@ class DynamicFilterPredictor(nn.Module):
         self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
                                     "pixel")
         self.cost_prior = self._cost_prior(cost_prior, softmax) if cost_prior else None
-        if start not in ("paper", "identity", "uniform"):
-            raise ConfigError(f"predictor start must be 'paper', 'identity' or 'uniform', got {start!r}")
         if start != "paper":
-            if not hasattr(net, "start_output"):
-                raise ConfigError(f"start {start!r} needs a net with a start_output(bias, gain) method; "
-                                  f"{type(net).__name__} has none: use start 'paper'")
             if not 0 < start_centre_weight < 1 or start_gain < 0:
                 raise ConfigError(f"start_centre_weight must be in (0, 1) and start_gain >= 0, got "
                                   f"{start_centre_weight} and {start_gain}")
@@ -116,7 +118,7 @@ class DynamicFilterPredictor(nn.Module):
         T_in, channels = observed.shape[1], observed.shape[2]
         costs = self.matching_costs and guide is not None
         seen = (self.context_frames + (guide is not None)) * channels + costs * self.filter.window.taps
-        expected = getattr(self.net, "in_channels", seen)
+        expected = self.net.in_channels
         if seen != expected:
             what = f"{self.context_frames} context frame(s) of {channels} channel(s)" + (
                 " and the guide frame" if guide is not None else "") + (

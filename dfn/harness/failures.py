@@ -20,12 +20,13 @@ from typing import Optional
 import torch
 import yaml
 from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from dfn.callbacks import NonFiniteLoss
 from dfn.errors import ConfigError
-from dfn.signals import Stopped
+from dfn.harness.signals import Stopped
 
-USER_ERRORS = (ConfigError, ArgumentError, FileNotFoundError, NonFiniteLoss)
+USER_ERRORS = (ConfigError, ArgumentError, FileNotFoundError, NonFiniteLoss, MisconfigurationException)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
@@ -45,10 +46,48 @@ def explain(error: BaseException) -> Optional[tuple[str, int]]:
         return (f"dfn: error: cannot write {cause.filename or 'an output file'}: {cause.strerror}. Free "
                 "disk space or choose another --run_dir; every checkpoint already written is intact "
                 "(each is written beside its final name, then renamed)."), 1
-    message = str(cause)
+    message = trainer_setting(str(cause)) if isinstance(cause, MisconfigurationException) else str(cause)
     if "Original Traceback" in message:        # raised in a DataLoader worker: its last line is the error
         message = message.strip().splitlines()[-1].split(": ", 1)[-1]
     return f"dfn: error: {message}", 1 if isinstance(cause, NonFiniteLoss) else 2
+
+
+def trainer_setting(message: str) -> str:
+    """Lightning's refusal of a trainer setting, led by the option the user typed:
+    "`Trainer(devices='0')` value is not ..." -> "--trainer.devices: `Trainer(devices='0')` ..."."""
+    named = re.search(r"`Trainer\((\w+)=", message)
+    key = named.group(1) if named else "max_time" if "`Timer(duration=" in message else None
+    return f"--trainer.{key}: {message}" if key else message
+
+
+def readable_parse_error(message: str) -> str:
+    """jsonargparse's account of a value no type of a Union accepts (a dump of every subtype and
+    its error, nested once per ``class_path``), cut to the option the user typed, the value and
+    what it accepts: ``--model.init_args.optimizer.init_args.lr abc: expected a float``."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return message
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = re.findall(r"NestedArg\(key='([^']+)', val='([^']*)'\)", message)
+    if nested:
+        option, value = f"{keys[0]}.init_args.{nested[0][0]}", nested[0][1]
+    else:
+        given = re.search(r"Given value: (.*?)(?: - |$| \(all options)", message)
+        option, value = keys[0], given.group(1).strip() if given else None
+    unknown = re.search(r"unrecognized arguments: --([\w.]+)", message)
+    if unknown:
+        return f"unrecognized arguments: --{keys[0]}.init_args.{unknown.group(1)}"
+    innermost = message[message.rfind('Parser key "'):] if len(keys) > 1 else message
+    expected, literals = [], []
+    for kind in re.findall(r"Expected a (<class '[\w.]+'>|typing\.Literal\[[^\]]*\])", innermost):
+        if kind.startswith("typing.Literal"):
+            literals += [v.strip().strip("'") for v in kind[len("typing.Literal["):-1].split(",")]
+        elif kind not in ("<class 'NoneType'>", "<class 'torch.Tensor'>"):
+            expected.append(kind[len("<class '"):-2])
+    accepted = [f"a {name}" for name in dict.fromkeys(expected)]
+    if literals:
+        accepted.append("one of " + ", ".join(dict.fromkeys(literals)))
+    what = " or ".join(accepted) if accepted else "another value (python -m dfn fit --help lists the options)"
+    return f"--{option}{'' if value is None else ' ' + value}: expected {what}"
 
 
 def check_config_files(argv: list[str]) -> None:

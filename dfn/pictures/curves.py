@@ -2,7 +2,7 @@
 
 ::
 
-    python -m dfn.curves runs/a/csv/version_0/metrics.csv runs/b/csv/version_0/metrics.csv \\
+    python -m dfn.pictures.curves runs/a/csv/version_0/metrics.csv runs/b/csv/version_0/metrics.csv \\
         --labels DFN ConvLSTM --metric train/loss --metric val/bce --out results/curves.png
 
 Each ``--metric`` is one panel (x: training step); each CSV one line in every panel. Missing
@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dfn.viz import save_png
+from dfn.pictures.viz import save_png
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 
@@ -69,7 +69,7 @@ def line_chart(series: dict[str, list[tuple[int, float]]], title: str, size: tup
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dfn.curves", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dfn.pictures.curves", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", nargs="+", help="Lightning CSVLogger metrics.csv files")
     parser.add_argument("--labels", nargs="+", help="one per CSV (default: the file paths)")

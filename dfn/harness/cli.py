@@ -8,14 +8,16 @@ What it adds to LightningCLI:
 * Weights & Biases by default, offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set.
 * ``fit --ckpt_path last`` (or a path) resumes the run exactly and continues its W&B run; a fresh
   ``fit`` refuses a run directory that already holds checkpoints instead of overwriting them.
-* Checkpoints written whole on any file system (:mod:`dfn.checkpoint_io`); SIGTERM and Ctrl-C
-  save the current step before exiting (:mod:`dfn.signals`).
+* Checkpoints written whole on any file system (:mod:`dfn.harness.checkpoint_io`); SIGTERM and Ctrl-C
+  save the current step before exiting (:mod:`dfn.harness.signals`).
 * Clear errors: bad command lines, values, files and checkpoints are one line naming the fix
-  (exit status 2, :mod:`dfn.failures`); no prefix of an option is taken for the option.
+  (exit status 2, :mod:`dfn.harness.failures`); no prefix of an option is taken for the option.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import logging
 import os
 import re
@@ -26,25 +28,27 @@ from typing import Any, Optional
 
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_warn
 
 import datamodules  # noqa: F401  (dfn's DataModules and models, listed by --help as known subclasses)
 import dfn.models  # noqa: F401
-from dfn import help_text, run_summary
+from dfn.harness import help_text, run_summary
 from dfn.atomic import remove_partials
 from dfn.callbacks import (CheckpointArtifacts, LastCheckpoint, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
                            TestResultsWriter, WandbRunId)
-from dfn.checkpoint_info import read_checkpoint
-from dfn.checkpoint_io import use_atomic_checkpoints
-from dfn.cpu_share import threads_within_quota
+from dfn.harness.checkpoint_info import read_checkpoint
+from dfn.harness.checkpoint_io import use_atomic_checkpoints
+from dfn.harness.cpu_share import threads_within_quota
 from dfn.errors import CheckpointMismatch, ConfigError
-from dfn.failures import check_config_files, explain
+from dfn.harness.failures import check_config_files, explain, readable_parse_error
+from dfn.harness.lightning_seams import (CLISeams, drop_unset_anonymous, option_strings, save_schedule,
+                                         wandb_run_started)
 from dfn.models.base import DFNModule
-from dfn.profiling import cpu_name, native_bf16
-from dfn.signals import stop_gracefully_on_interrupt
+from dfn.ops.profiling import cpu_name, native_bf16
+from dfn.harness.signals import stop_gracefully_on_interrupt
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # every parser: a mistake raises (main prints one line) instead of printing the usage and exiting,
@@ -53,7 +57,11 @@ STRICT = {"exit_on_error": False, "allow_abbrev": False}
 
 
 def default_wandb_mode() -> None:
-    """W&B stays offline unless the user asked for something else (a mode or an API key)."""
+    """W&B stays offline unless the user asked for something else (a mode or an API key); an
+    empty ``WANDB_MODE`` or ``WANDB_API_KEY`` counts as unset (wandb itself refuses an empty mode)."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        if not os.environ.get(name, "").strip():
+            os.environ.pop(name, None)
     if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
         os.environ["WANDB_MODE"] = "offline"
 
@@ -74,10 +82,19 @@ def silence_library_noise() -> None:
 NO_ADVERTISEMENT = _NoAdvertisement()
 
 
-class DfnCLI(LightningCLI):
+class DfnCLI(CLISeams):
     """LightningCLI with dfn's run directory, W&B defaults, checkpointing and resume."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+        self.new_run_dir: Optional[Path] = None            # made by this command, gone if it fails
+        try:
+            self._build_and_run(args, run)
+        except BaseException:
+            if self.new_run_dir is not None and self.new_run_dir.is_dir() and not any(self.new_run_dir.iterdir()):
+                self.new_run_dir.rmdir()
+            raise
+
+    def _build_and_run(self, args: Optional[list[str]], run: bool) -> None:
         silence_library_noise()
         wandb = {"project": "dfn", "mode": os.environ.get("WANDB_MODE")}   # --print_config shows the real mode
         super().__init__(
@@ -92,20 +109,21 @@ class DfnCLI(LightningCLI):
                                             TestResultsWriter()]},
             auto_configure_optimizers=False, args=args, run=run)
 
-    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+    def add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """LightningCLI's, with dfn's descriptions (Lightning's are cut mid-sentence), strict
         parsers, and ``test`` printing dfn's results table instead of Lightning's."""
-        self._subcommand_parsers: dict[str, LightningArgumentParser] = {}
+        parsers: dict[str, LightningArgumentParser] = {}
         subcommands = parser.add_subcommands()
         for stage, what in help_text.STAGES.items():
-            stage_parser = self._prepare_subcommand_parser(
-                Trainer, stage, **STRICT, description=help_text.STAGE.format(what=what),
+            stage_parser = self.subcommand_parser(
+                stage, **STRICT, description=help_text.STAGE.format(what=what),
                 formatter_class=help_text.HelpFormatter, parser_mode="omegaconf", prog=f"python -m dfn {stage}",
                 usage=f"python -m dfn {stage} --config configs/X.yaml [options]")
             if stage == "test":
                 stage_parser.set_defaults(verbose=False)
-            self._subcommand_parsers[stage] = stage_parser
+            parsers[stage] = stage_parser
             subcommands.add_subcommand(stage, stage_parser, help=what)
+        self.keep_subcommand_parsers(parsers)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """LightningCLI's; a mistake becomes one line with "did you mean" for an unknown option
@@ -113,13 +131,12 @@ class DfnCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as error:
-            stages = getattr(self, "_subcommand_parsers", {})  # none with run=False
-            stage = next((a for a in (args or sys.argv[1:]) if a in stages), None)
-            message = " ".join(str(error).split())           # jsonargparse's multi-line messages
+            stage = next((a for a in (args or sys.argv[1:]) if a in help_text.STAGES), None)
+            stage_parser = self.stage_parser(stage) if stage is not None else None   # none with run=False
+            message = readable_parse_error(" ".join(str(error).split()))   # jsonargparse's multi-line ones
             unknown = re.findall(r"(--[\w.]+)", message) if "unrecognized arguments" in message else []
-            if unknown and stage is not None:
-                options = [o for action in self._subcommand_parsers[stage]._actions for o in action.option_strings
-                           if o.count(".") == unknown[0].count(".")]
+            if unknown and stage_parser is not None:
+                options = [o for o in option_strings(stage_parser) if o.count(".") == unknown[0].count(".")]
                 close = difflib.get_close_matches(unknown[0], options, n=1, cutoff=0.8)
                 message += f"; did you mean {close[0]}?" if close else ""
             help_command = " ".join(["python -m dfn", *([stage] if stage else []), "--help"])
@@ -142,6 +159,7 @@ class DfnCLI(LightningCLI):
                    if isinstance(logger, Namespace)]
         # a resumed fit continues its W&B run: the run id stored in the checkpoint
         run_id = _resumed_wandb_run(config.ckpt_path, run_dir) if self.subcommand == "fit" else None
+        _data_frames_from_model(config)
         for logger in loggers:
             if logger.init_args.get("save_dir") in (None, "."):   # every logger writes into the run
                 logger.init_args.save_dir = str(run_dir)
@@ -151,6 +169,8 @@ class DfnCLI(LightningCLI):
                 logger.init_args.id = run_id                      # WandbLogger resumes an id ("allow")
         if self.subcommand is None:                        # objects only (run=False): no run, no folders
             return
+        if not run_dir.exists():
+            self.new_run_dir = run_dir
         _check_writable(run_dir)
         checkpoint_dir = run_dir / "checkpoints"
         if self.subcommand == "fit":
@@ -173,15 +193,14 @@ class DfnCLI(LightningCLI):
         warn_if_emulated_bf16(trainer)
         use_atomic_checkpoints(trainer)
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
-                logger._wandb_init.pop("anonymous", None)       # deprecated; wandb warns when it is passed
+            if isinstance(logger, WandbLogger):
+                drop_unset_anonymous(logger)
         best = trainer.checkpoint_callback
         if best is not None:
             best.save_last = False
             trainer.callbacks.append(LastCheckpoint(
                 dirpath=best.dirpath, save_top_k=0, save_last=True,
-                every_n_train_steps=best._every_n_train_steps,
-                train_time_interval=best._train_time_interval))
+                **save_schedule(best)))
         return trainer
 
     @staticmethod
@@ -195,7 +214,7 @@ class DfnCLI(LightningCLI):
                 f"({existing[0].name}, ...). Resume it with --ckpt_path last, or start a new run "
                 "with another --run_dir; nothing was overwritten.")
 
-    def _parse_ckpt_path(self) -> None:
+    def check_ckpt_path(self) -> None:
         """Replaces LightningCLI's: a checkpoint never silently swaps the configured model for the
         one that wrote it; a checkpoint of another model class is refused with a clear error."""
         if not self.config.get("subcommand"):
@@ -215,22 +234,25 @@ class DfnCLI(LightningCLI):
                 "Use a checkpoint of this experiment, or the config it was trained with "
                 "(config.yaml in its run directory).")
 
-    def _run_subcommand(self, subcommand: str) -> None:
+    def run_subcommand(self, subcommand: str) -> None:
         """Runs the subcommand, then closes its W&B run (marked failed if the command raised), so
         that the next command in the same process starts its own run, and says what it wrote where."""
         failed = True
         run_dir = Path(self.trainer.default_root_dir)
         before = run_summary.snapshot(run_dir)
+        checkpoint = _checkpoint_file(self.config[subcommand].ckpt_path, run_dir)
+        if checkpoint is not None and isinstance(self.model, DFNModule):     # before W&B starts a run
+            self.model.check_fits(read_checkpoint(checkpoint))
         try:
             if subcommand == "fit":
                 with stop_gracefully_on_interrupt(self.trainer):
-                    super()._run_subcommand(subcommand)
+                    super().run_subcommand(subcommand)
             else:
-                super()._run_subcommand(subcommand)
+                super().run_subcommand(subcommand)
             failed = False
         finally:
             for logger in self.trainer.loggers:
-                if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                if isinstance(logger, WandbLogger) and wandb_run_started(logger):
                     logger.experiment.finish(exit_code=1 if failed else 0)
             outputs = run_summary.written(run_dir, before)
             if not failed and outputs and self.trainer.is_global_zero:
@@ -250,14 +272,41 @@ def warn_if_emulated_bf16(trainer: Trainer) -> None:
                        "32-true here.")
 
 
+def _data_frames_from_model(config: Namespace) -> None:
+    """``frames_in`` and ``frames_out`` are written once, under ``model``; a DataModule that takes
+    them gets the model's. A different value given under ``data`` (not its default) is refused."""
+    if not isinstance(config.get("model"), Namespace) or not isinstance(config.get("data"), Namespace):
+        return
+    model, data = config.model.get("init_args") or Namespace(), config.data.get("init_args")
+    module, _, name = config.data.class_path.rpartition(".")
+    accepted = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    for key in ("frames_in", "frames_out"):
+        if key not in accepted or model.get(key) is None or data is None:
+            continue
+        given = data.get(key, accepted[key].default)
+        if given not in (model[key], accepted[key].default):
+            raise ConfigError(f"data.{key} {given} differs from model.{key} {model[key]}: set it once, "
+                              f"under model (--model.init_args.{key}); the data follows it")
+        data[key] = model[key]
+
+
+def _checkpoint_file(ckpt_path: Optional[str], run_dir: Path) -> Optional[Path]:
+    """The file ``--ckpt_path`` names (``last``: the run's ``last.ckpt``; none given: a requeued
+    SLURM job's), if it exists; ``None`` for none or ``best`` (Lightning resolves that one)."""
+    if ckpt_path is None:
+        path = _slurm_requeue_checkpoint(run_dir)
+    elif ckpt_path == "best":
+        return None
+    else:
+        path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    return path if path is not None and path.is_file() else None
+
+
 def _resumed_wandb_run(ckpt_path: Optional[str], run_dir: Path) -> Optional[str]:
     """The W&B run id stored in the checkpoint a fit resumes from (``--ckpt_path last`` or a path,
     or a requeued SLURM job's), else ``None``."""
-    if ckpt_path is None:
-        path = _slurm_requeue_checkpoint(run_dir)
-    else:
-        path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    return read_checkpoint(path).get("wandb_run_id") if path is not None and path.is_file() else None
+    path = _checkpoint_file(ckpt_path, run_dir)
+    return read_checkpoint(path).get("wandb_run_id") if path is not None else None
 
 
 def _slurm_requeue_checkpoint(run_dir: Path) -> Optional[Path]:
@@ -282,17 +331,17 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.pack`); a failure
-    ends in one line and an exit status where :func:`dfn.failures.explain` knows it."""
+    """Entry point of ``python -m dfn``: runs the CLI (or ``pack``, :mod:`dfn.footage.pack`); a failure
+    ends in one line and an exit status where :func:`dfn.harness.failures.explain` knows it."""
     default_wandb_mode()
     threads_within_quota()
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv[:1] == ["pack"]:                      # not a Lightning stage: video / images -> HDF5
-            from dfn.pack import main as pack
+            from dfn.footage.pack import main as pack
             pack(argv[1:])
         elif argv[:1] == ["scenes"]:                  # scenes with known geometry from photographs
-            from datamodules.scenes import main as scenes
+            from dfn.footage.scenes import main as scenes
             scenes(argv[1:])
         else:
             check_config_files(argv)

@@ -14,10 +14,10 @@ and ``fps`` (schema: :mod:`datamodules.frame_file`). ``--size H W`` keeps the as
 frame is cropped about its centre to the aspect ratio of ``H x W``, then resized (``--stretch``
 resizes the whole frame instead); the attributes ``resize`` and ``crop`` record what was done.
 A stereo file also gets ``disparity_range [low, high]``, its disparities in px at the stored
-width as block matching estimates them (:mod:`dfn.stereo_range`); training reads it to warn
+width as block matching estimates them (:mod:`dfn.footage.stereo_range`); training reads it to warn
 when the filters cannot reach that far.
 Ground truth (``--disparity``: one map per stereo pair, on the left view's grid; ``--flow``: one
-field per frame, to the next frame; :mod:`dfn.ground_truth` lists the formats) goes through the
+field per frame, to the next frame; :mod:`dfn.footage.ground_truth` lists the formats) goes through the
 same crop and resize, its values scaled to the new pixels. The file is written under a temporary name
 beside the target and renamed when complete, so an error or Ctrl-C never leaves a half-written
 file; an existing target is kept unless ``--overwrite``.
@@ -43,9 +43,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from dfn.atomic import written_whole
-from dfn.stereo_range import disparity_range
+from dfn.footage.stereo_range import disparity_range
 from dfn.errors import ConfigError
-from dfn.ground_truth import (DISPARITY_SUFFIXES, FLOW_SUFFIXES, GroundTruthError, ground_truth_files,
+from dfn.footage.ground_truth import (DISPARITY_SUFFIXES, FLOW_SUFFIXES, GroundTruthError, ground_truth_files,
                               read_disparity, read_flow, resize_field)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
@@ -233,7 +233,7 @@ def _write(f: h5py.File, sources: Sequence[FrameSource], names: Sequence[str], c
 
 def _record_disparity_range(f: h5py.File, names: Sequence[str], frames: int, pairs: int = 16) -> None:
     """Attribute ``disparity_range [low, high]`` (px at the stored resolution), estimated by block
-    matching on up to ``pairs`` pairs spread over the file (:mod:`dfn.stereo_range`); absent
+    matching on up to ``pairs`` pairs spread over the file (:mod:`dfn.footage.stereo_range`); absent
     where nothing matches with confidence (textureless views)."""
     picked = np.unique(np.linspace(0, frames - 1, min(pairs, frames)).round().astype(int))
     estimate = disparity_range(f[names[0]][picked], f[names[1]][picked])

@@ -37,7 +37,7 @@ from PIL import Image
 from torch import Tensor
 
 from dfn.errors import ConfigError
-from dfn.ground_truth import write_flo, write_pfm
+from dfn.footage.ground_truth import write_flo, write_pfm
 
 PHOTOGRAPHS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass", "gravel",
                "coins", "immunohistochemistry")
