@@ -81,7 +81,7 @@ class DynamicFilterPredictor(nn.Module):
             raise ConfigError(f"predictor: {error}") from None
         self.filter.check_generator(net, f"kernel_size {kernel_size} with bias_channels {bias_channels}",
                                     "pixel")
-        self.cost_prior = self._cost_prior(cost_prior, softmax) if cost_prior else None
+        self.cost_prior = self._cost_prior(cost_prior) if cost_prior else None
         if start != "paper":
             if not 0 < start_centre_weight < 1 or start_gain < 0:
                 raise ConfigError(f"start_centre_weight must be in (0, 1) and start_gain >= 0, got "
@@ -93,17 +93,16 @@ class DynamicFilterPredictor(nn.Module):
                 raise ConfigError(f"predictor start 'identity': {error}") from None
             net.start_output(output, start_gain)
 
-    def _cost_prior(self, scale: float, softmax: bool) -> CostPrior:
+    def _cost_prior(self, scale: float) -> CostPrior:
+        if scale < 0:
+            raise ConfigError(f"predictor cost_prior must be > 0 (0: off), got {scale}")
         if not self.matching_costs:
             raise ConfigError("cost_prior reads the matching costs: set matching_costs true "
                               "(binocular stereo)")
-        if not softmax or self.filter.separable:
+        if not self.filter.softmax or self.filter.separable:
             raise ConfigError("cost_prior adds to filter logits: it needs softmax true and full "
                               "(not separable) filters")
-        try:
-            return CostPrior(scale)
-        except ValueError as error:
-            raise ConfigError(f"predictor {error}") from None
+        return CostPrior(scale)
 
     @property
     def filter_window(self) -> Window:
