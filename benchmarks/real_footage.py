@@ -14,32 +14,20 @@ logger at every step. Run it alone on the machine: it measures what a fit reache
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
+from cli_runs import dfn, metric_series
 from dfn.ops.profiling import machine
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def dfn(*args: str) -> None:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    done = subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"python -m dfn {' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
 
 def train_losses(run: Path) -> list[float]:
     """``train/loss`` at every step, from the CSV logger."""
-    rows = list(csv.DictReader(open(next(run.glob("**/metrics.csv")))))
-    return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    return [value for _, value in metric_series(run, "train/loss")]
 
 
 def test_metrics(run: Path, config: list[str], checkpoint: bool = True) -> dict[str, float]:
