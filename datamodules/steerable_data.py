@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.stream import HELD_OUT_STREAM, Batch, StreamDataModule, batch_generator
-from dfn.errors import ConfigError
+from dfn.errors import ConfigError, require_positive
 from dfn.ops import dynamic_conv
 from dfn.evaluation.analytic_steerable import steerable_filters
 
@@ -47,10 +47,8 @@ class SteerableDataModule(StreamDataModule):
                  predict_angles_deg: Sequence[float] = (0.0, 45.0, 90.0, 139.2, 180.0, 242.9),
                  seed: Optional[int] = None, num_workers: int = 0) -> None:
         super().__init__(seed, batches_per_epoch, num_workers)
-        for name, value in (("image_size", image_size), ("batch_size", batch_size),
-                            ("val_angles", val_angles), ("val_images_per_angle", val_images_per_angle)):
-            if value < 1:
-                raise ConfigError(f"data.{name} must be >= 1, got {value}")
+        require_positive("data.", image_size=image_size, batch_size=batch_size, val_angles=val_angles,
+                         val_images_per_angle=val_images_per_angle)
         if filter_size < 1 or filter_size % 2 == 0:
             raise ConfigError(f"data.filter_size must be a positive odd number, got {filter_size}")
         if sigma <= 0:

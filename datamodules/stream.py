@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from dfn.errors import ConfigError
+from dfn.errors import ConfigError, require_positive
 
 Batch = dict[str, torch.Tensor]
 HELD_OUT_STREAM = 2**31 - 1  # a stream "rank" no training run uses: held-out data is never trained on
@@ -64,8 +64,7 @@ class ResumableEpochSampler(Sampler[int]):
     """
 
     def __init__(self, position: Callable[[], int], batches_per_epoch: int) -> None:
-        if batches_per_epoch < 1:
-            raise ConfigError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
+        require_positive("data.", batches_per_epoch=batches_per_epoch)
         self.position, self.batches_per_epoch = position, batches_per_epoch
 
     def __iter__(self) -> Iterator[int]:
@@ -99,6 +98,10 @@ class StreamDataModule(LightningDataModule):
 
     def __init__(self, seed: Optional[int], batches_per_epoch: int, num_workers: int) -> None:
         super().__init__()
+        if seed is not None and not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"data.seed must be from 0 to {2 ** 32 - 1} (or null: the global seed), got {seed}")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0 (0: load in the main process), got {num_workers}")
         self._seed, self.batches_per_epoch, self.num_workers = seed, batches_per_epoch, num_workers
 
     @property

@@ -123,9 +123,12 @@ def dfn_process() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture
-def dfn_main(capsys) -> Callable[[list[str]], tuple[int, str]]:
-    """``dfn_main(args)``: ``python -m dfn *args`` in this process -> (exit status, stderr)."""
+def dfn_main(capsys, monkeypatch) -> Callable[[list[str]], tuple[int, str]]:
+    """``dfn_main(args)``: ``python -m dfn *args`` in this process -> (exit status, stderr), with
+    ``sys.argv`` as a shell gives it (not pytest's own arguments, which LightningCLI warns about)."""
     from dfn.harness.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["dfn"])
 
     def run(args: list[str]) -> tuple[int, str]:
         try:

@@ -48,8 +48,12 @@ def test_unwritable_run_dir_is_named(tmp_path, capsys, steerable_tiny):
     (["--data.init_args.batch_size", "0"], "dfn: error: data.batch_size must be >= 1", ", got 0"),
     (["--trainer.max_step", "3"], "dfn: error: unrecognized arguments: --trainer.max_step 3",   # no prefix match
      "; did you mean --trainer.max_steps? (all options: python -m dfn fit --help)"),
-    (["--trainer.max_steps", "abc"], 'dfn: error: Parser key "trainer.max_steps": Expected a <class \'int\'>',
+    (["--trainer.max_steps", "abc"], "dfn: error: --trainer.max_steps abc: expected an int",
      "(all options: python -m dfn fit --help)"),
+    (["--trainer.accelerator", "zzz"],                         # Lightning's ValueErrors too
+     "dfn: error: --trainer.accelerator: You selected an invalid accelerator name: `accelerator='zzz'`. "
+     "Available names are: auto, ", "."),
+    (["--seed_everything", "-1"], "dfn: error: --seed_everything -1: expected an integer from 0", "random seed)"),
     (["--trainer.max_time", "00:00:5:00"],                     # Lightning's refusals lead with the option
      "dfn: error: --trainer.max_time: `Timer(duration='00:00:5:00')` is not a valid duration", "DD:HH:MM:SS."),
     (["--trainer.devices", "0"], "dfn: error: --trainer.devices: `Trainer(devices=", "cpu accelerator."),
@@ -58,7 +62,7 @@ def test_unwritable_run_dir_is_named(tmp_path, capsys, steerable_tiny):
     (["--model.init_args.optimizer.init_args.lr", "abc"],
      "dfn: error: --model.init_args.optimizer.init_args.lr abc: expected a float",
      "(all options: python -m dfn fit --help)"),
-    (["--model.init_args.net.init_args.hidden", "[0]"], "dfn: error: PixelMLP widths must be positive", "1, 0, 81]"),
+    (["--model.init_args.net.init_args.hidden", "[0]"], "dfn: error: net.hidden must be >= 1", ", got [0]"),
 ])
 def test_a_bad_command_line_is_one_line_with_status_2(tmp_path, capsys, steerable_tiny, args, message, hint):
     """One line under 250 characters, exit 2, and no run directory left behind."""

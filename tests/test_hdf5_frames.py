@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules import StereoHDF5DataModule, VideoHDF5DataModule
+from dfn.errors import ConfigError
 from datamodules.frame_file import LUMA, FrameFile, FrameFileError, FrameTransform, split_ranges
 from hdf5_data import moving_texture, stereo_planes, write_frames
 from helpers import ROOT
@@ -41,9 +42,9 @@ def test_validation_comes_from_the_training_frames_or_on_request_the_test_walk(t
     assert paper.train_range == range(0, 32) and paper.val_starts == [32, 36, 39]
     single = StereoHDF5DataModule(path, size=[16, 16], test_on_training_frames=True)
     assert single.train_range == range(40) and single.val_starts == list(range(40))
-    with pytest.raises(FrameFileError, match="data.val_from must be 'training' or 'test', got 'train'"):
+    with pytest.raises(ConfigError, match="data.val_from must be 'training' or 'test', got 'train'"):
         StereoHDF5DataModule(path, val_from="train")
-    with pytest.raises(FrameFileError, match=r"data.val_fraction must be in \(0, 1\), got 1.5"):
+    with pytest.raises(ConfigError, match=r"data.val_fraction must be in \(0, 1\), got 1.5"):
         StereoHDF5DataModule(path, val_fraction=1.5)
     with pytest.raises(FrameFileError, match="too short to hold out .* set data.val_from to test"):
         VideoHDF5DataModule(str(moving_texture(tmp_path / "v.h5", frames=12)), size=[16, 16],

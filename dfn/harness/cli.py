@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from jsonargparse import ArgumentError, Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
@@ -43,7 +44,8 @@ from dfn.harness.checkpoint_info import read_checkpoint
 from dfn.harness.checkpoint_io import use_atomic_checkpoints
 from dfn.harness.cpu_share import threads_within_quota
 from dfn.errors import CheckpointMismatch, ConfigError
-from dfn.harness.failures import check_config_files, explain, readable_parse_error
+from dfn.harness.failures import (check_config_files, explain, readable_parse_error, trainer_setting,
+                                  wandb_setting)
 from dfn.harness.lightning_seams import (CLISeams, drop_unset_anonymous, option_strings, save_schedule,
                                          wandb_run_started)
 from dfn.models.base import DFNModule
@@ -141,6 +143,11 @@ class DfnCLI(CLISeams):
                 message += f"; did you mean {close[0]}?" if close else ""
             help_command = " ".join(["python -m dfn", *([stage] if stage else []), "--help"])
             raise ArgumentError(None, f"{message.rstrip('.')} (all options: {help_command})") from error
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        seed = config.get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"--seed_everything {seed}: expected an integer from 0 to {2 ** 32 - 1} "
+                              "(or true for a random seed)")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=str, default="runs/default",
@@ -189,7 +196,10 @@ class DfnCLI(CLISeams):
         the monitored metric exists yet (Lightning defers a monitoring checkpoint until it does),
         so a crash loses at most the steps since, and at the end of training (``max_time``).
         The ``checkpoint`` group keeps the best ones."""
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError, MisconfigurationException) as refused:   # a trainer value
+            raise ConfigError(trainer_setting(str(refused))) from refused
         warn_if_emulated_bf16(trainer)
         use_atomic_checkpoints(trainer)
         for logger in trainer.loggers:
@@ -243,6 +253,9 @@ class DfnCLI(CLISeams):
         checkpoint = _checkpoint_file(self.config[subcommand].ckpt_path, run_dir)
         if checkpoint is not None and isinstance(self.model, DFNModule):     # before W&B starts a run
             self.model.check_fits(read_checkpoint(checkpoint))
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                start_wandb_run(logger)
         try:
             if subcommand == "fit":
                 with stop_gracefully_on_interrupt(self.trainer):
@@ -257,6 +270,15 @@ class DfnCLI(CLISeams):
             outputs = run_summary.written(run_dir, before)
             if not failed and outputs and self.trainer.is_global_zero:
                 print(f"dfn: {subcommand} wrote to {outputs}", file=sys.stderr)
+
+
+def start_wandb_run(logger: WandbLogger) -> None:
+    """Starts the logger's W&B run (as Lightning would at the first log) so that a setting W&B
+    refuses is one line naming it, before any training."""
+    try:
+        logger.experiment
+    except Exception as refused:          # W&B's own errors: pydantic's ValidationError, wandb's ConfigError
+        raise ConfigError(wandb_setting(refused)) from refused
 
 
 def warn_if_emulated_bf16(trainer: Trainer) -> None:

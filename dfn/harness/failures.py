@@ -52,18 +52,46 @@ def explain(error: BaseException) -> Optional[tuple[str, int]]:
     return f"dfn: error: {message}", 1 if isinstance(cause, NonFiniteLoss) else 2
 
 
+def wandb_setting(refused: Exception) -> str:
+    """W&B's refusal of a logger setting as one line led by the option: pydantic's report names the
+    setting on a line of its own, wandb's own errors are one sentence."""
+    details = refused.errors() if callable(getattr(refused, "errors", None)) else None
+    if details:
+        setting, reason = details[0]["loc"][0], details[0]["msg"].removeprefix("Value error, ")
+    else:
+        setting, reason = None, " ".join(str(refused).split())
+    key = "--trainer.logger.init_args" + (f".{setting}" if setting else "")
+    lead = f"{key}: W&B refused it: "
+    return lead + shortened(reason, 220 - len(lead))
+
+
+def shortened(message: str, limit: int = 200) -> str:
+    """``message`` on one line, cut after the last whole sentence that fits in ``limit``."""
+    sentences = re.split(r"(?<=[.!?]) ", " ".join(message.split()))
+    kept = sentences[0]
+    for sentence in sentences[1:]:
+        if len(kept) + len(sentence) + 1 > limit:
+            break
+        kept += " " + sentence
+    return kept
+
+
 def trainer_setting(message: str) -> str:
-    """Lightning's refusal of a trainer setting, led by the option the user typed:
+    """Lightning's refusal of a trainer setting, led by the option the user typed, shortened:
     "`Trainer(devices='0')` value is not ..." -> "--trainer.devices: `Trainer(devices='0')` ..."."""
-    named = re.search(r"`Trainer\((\w+)=", message)
-    key = named.group(1) if named else "max_time" if "`Timer(duration=" in message else None
-    return f"--trainer.{key}: {message}" if key else message
+    named = re.search(r"`(?:Trainer\()?(\w+)=", message)
+    key = "max_time" if "`Timer(duration=" in message else named.group(1) if named else None
+    kept = shortened(message)
+    return f"--trainer.{key}: {kept}" if key else kept
 
 
 def readable_parse_error(message: str) -> str:
     """jsonargparse's account of a value no type of a Union accepts (a dump of every subtype and
     its error, nested once per ``class_path``), cut to the option the user typed, the value and
     what it accepts: ``--model.init_args.optimizer.init_args.lr abc: expected a float``."""
+    simple = re.match(r"""Parser key "([^"]+)": Expected a <class '([\w.]+)'>\. Got value: (.*)$""", message)
+    if simple:
+        return f"--{simple.group(1)} {simple.group(3)}: expected {article(simple.group(2))}"
     if "Does not validate against any of the Union subtypes" not in message:
         return message
     keys = re.findall(r'Parser key "([^"]+)"', message)
@@ -83,11 +111,16 @@ def readable_parse_error(message: str) -> str:
             literals += [v.strip().strip("'") for v in kind[len("typing.Literal["):-1].split(",")]
         elif kind not in ("<class 'NoneType'>", "<class 'torch.Tensor'>"):
             expected.append(kind[len("<class '"):-2])
-    accepted = [f"a {name}" for name in dict.fromkeys(expected)]
+    accepted = [article(name) for name in dict.fromkeys(expected)]
     if literals:
         accepted.append("one of " + ", ".join(dict.fromkeys(literals)))
     what = " or ".join(accepted) if accepted else "another value (python -m dfn fit --help lists the options)"
     return f"--{option}{'' if value is None else ' ' + value}: expected {what}"
+
+
+def article(name: str) -> str:
+    """``"int"`` -> ``"an int"``, ``"float"`` -> ``"a float"``."""
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def check_config_files(argv: list[str]) -> None:

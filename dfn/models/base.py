@@ -76,10 +76,11 @@ class DFNModule(LightningModule):
             optimizer = self.optimizer_factory(self.parameters())
             if self.scheduler_factory is not None:
                 self.scheduler_factory(optimizer)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"model.optimizer / model.scheduler: {error}. Fix the value in the "
-                              "config (e.g. a positive learning rate: --model.init_args.optimizer.init_args.lr 1e-3)"
-                              ) from error
+        except (ValueError, TypeError, KeyError) as error:
+            reason = str(error.args[0] if isinstance(error, KeyError) else error).splitlines()[0].rstrip(".")
+            hint = ("a positive learning rate: --model.init_args.optimizer.init_args.lr 1e-3" if "learning rate" in reason
+                    else "the value under --model.init_args.optimizer or --model.init_args.scheduler")
+            raise ConfigError(f"model.optimizer / model.scheduler: {reason}. Use {hint}") from error
 
     def configure_optimizers(self) -> Any:
         if not any(p.requires_grad for p in self.parameters()):

@@ -13,8 +13,9 @@ from typing import Any, Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfn.errors import require_positive
 from dfn.layers import DynamicConv
-from dfn.models.base import (CompileMode, ConfigError, DFNModule, OptimizerFactory,
+from dfn.models.base import (CompileMode, DFNModule, OptimizerFactory,
                              SchedulerFactory, adam)
 from dfn.ops import dynamic_conv
 
@@ -42,8 +43,7 @@ class SteerableFilterModel(DFNModule):
         super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
-        if kernel_size < 1:
-            raise ConfigError(f"model.kernel_size must be >= 1, got {kernel_size}")
+        require_positive("model.", kernel_size=kernel_size)
         self.filter_layer = DynamicConv(kernel_size)
         self.filter_layer.check_generator(net, f"model.kernel_size {kernel_size}", "angle")
         self.check_optimizer()

@@ -29,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dfn.contracts import VideoPredictor, check
+from dfn.errors import require_positive
 from dfn.layers import filter_smoothness
 from dfn.ops.geometry import Window
 from dfn.evaluation.metrics import NAMES, FrameCurves, frame_bce, frame_se
@@ -64,6 +65,7 @@ class VideoPredictionModel(DFNModule):
         if smoothness_weight < 0:
             raise ConfigError(f"model.smoothness_weight must be >= 0, got {smoothness_weight}")
         check(predictor, VideoPredictor, "model.predictor", "use one of dfn.predictors, or give it these members")
+        require_positive("model.", frames_in=frames_in, frames_out=frames_out)
         if binocular and (frames_in, frames_out) != (1, 1):
             raise ConfigError(f"model.binocular is for stereo (frames_in 1, frames_out 1), got frames_in "
                               f"{frames_in} and frames_out {frames_out}: set binocular false")

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from dfn.errors import ConfigError
+from dfn.errors import ConfigError, require_positive
 from dfn.layers.untied_bias_conv import UntiedBiasConv2d
 from dfn.nets.output_start import start_linear_output
 
@@ -54,6 +54,8 @@ class EncoderDecoder(nn.Module):
                  untied_bias: Sequence[int] = (), image_size: int = 64,
                  negative_slope: float = 0.01) -> None:
         super().__init__()
+        require_positive("net.", in_channels=in_channels, encoder=list(encoder), decoder=list(decoder),
+                         upsampled=list(upsampled), head=list(head), image_size=image_size)
         strides = list(encoder_strides) if encoder_strides is not None else [1] * len(encoder)
         if len(strides) != len(encoder) or not encoder or not head:
             raise ConfigError(f"encoder {list(encoder)} and encoder_strides {strides} must have the "

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from dfn.errors import ConfigError
+from dfn.errors import require_positive
 from dfn.nets.output_start import start_linear_output
 
 
@@ -27,9 +27,8 @@ class PixelMLP(nn.Module):
     def __init__(self, in_channels: int = 1, hidden: Sequence[int] = (64, 128),
                  out_channels: int = 81, negative_slope: float = 0.01) -> None:
         super().__init__()
+        require_positive("net.", in_channels=in_channels, hidden=list(hidden), out_channels=out_channels)
         widths = [in_channels, *hidden, out_channels]
-        if any(w < 1 for w in widths):
-            raise ConfigError(f"PixelMLP widths must be positive, got {widths}")
         layers: list[nn.Module] = []
         for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
             layers.append(nn.Conv2d(w_in, w_out, 1))

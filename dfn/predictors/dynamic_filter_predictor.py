@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dfn.contracts import FilterGenerator, StartableGenerator, check
-from dfn.errors import ConfigError
+from dfn.errors import ConfigError, require_positive
 from dfn.layers import CostPrior, DynamicLocalFilter, matching_costs
 from dfn.ops import BACKENDS, KernelSize
 from dfn.ops.geometry import Window
@@ -66,6 +66,7 @@ class DynamicFilterPredictor(nn.Module):
                  start_centre_weight: float = 0.99, start_gain: float = 0.0, matching_costs: bool = False,
                  cost_prior: float = 0.0, backend: str = "auto") -> None:
         super().__init__()
+        require_positive("predictor ", context_frames=context_frames)
         if start not in ("paper", "identity", "uniform"):
             raise ConfigError(f"predictor start must be 'paper', 'identity' or 'uniform', got {start!r}")
         check(net, StartableGenerator if start != "paper" else FilterGenerator, "the predictor's net",
