@@ -41,15 +41,9 @@ def test_a_resumed_run_keeps_the_best_checkpoints_of_the_straight_run(tmp_path, 
     assert resumed == straight
 
 
-def test_a_resumed_stereo_run_keeps_the_best_checkpoints_of_the_straight_run(tmp_path):
-    net = "--model.init_args.predictor.init_args.net.init_args."
-    tiny = ["--config", str(ROOT / "configs/stereo.yaml"), "--data.init_args.path",
-            str(stereo_planes(tmp_path / "stereo.h5")), "--data.init_args.size", "[32, 32]",
-            "--data.init_args.batch_size", "4", "--data.init_args.val_samples", "4",
-            net + "encoder", "[4, 8, 8]", net + "encoder_strides", "[1, 2, 1]", net + "untied_bias", "[2]",
-            net + "decoder", "[8]", net + "upsampled", "[8]", net + "head", "[8, 14]", net + "image_size", "32",
-            "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "1",
-            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+def test_a_resumed_stereo_run_keeps_the_best_checkpoints_of_the_straight_run(tmp_path, stereo_tiny):
+    tiny = [*stereo_tiny(stereo_planes(tmp_path / "stereo.h5")), "--data.init_args.batch_size", "4",
+            "--trainer.val_check_interval", "2"]
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "straight"), "--trainer.max_steps", "7"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "resumed"), "--trainer.max_steps", "3"])
     DfnCLI(args=["fit", *tiny, "--run_dir", str(tmp_path / "resumed"), "--trainer.max_steps", "7",
@@ -179,18 +173,11 @@ def test_ctrl_c_in_a_terminal_with_dataloader_workers(tmp_path, steerable_tiny):
     assert step >= 20 and f"dfn: stopped by SIGINT after step {step}; saved:" in err
 
 
-def test_sigterm_during_validation_saves_and_resumes_exactly(tmp_path, dfn_process):
+def test_sigterm_during_validation_saves_and_resumes_exactly(tmp_path, dfn_process, highway_tiny):
     """Highway (two validation batches): SIGTERM after the first validation batch of step 4 stops
     there; the resumed run ends with the straight run's weights and best checkpoint."""
-    net = "--model.init_args.predictor.init_args.net.init_args."
-    tiny = ["--config", str(ROOT / "configs/highway.yaml"), "--data.init_args.path",
-            str(moving_texture(tmp_path / "v.h5")), "--data.init_args.size", "[32, 32]",
-            "--data.init_args.batch_size", "2", "--data.init_args.val_samples", "4",
-            "--model.init_args.predictor.init_args.kernel_size", "5", net + "encoder", "[8, 16]",
-            net + "encoder_strides", "[1, 2]", net + "decoder", "[16]", net + "upsampled", "[16]",
-            net + "head", "[16, 26]", net + "image_size", "32", "--trainer.val_check_interval", "2",
-            "--checkpoint.every_n_train_steps", "3", "--trainer.logger", "false",
-            "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "7"]
+    tiny = [*highway_tiny(moving_texture(tmp_path / "v.h5")), "--data.init_args.batch_size", "2",
+            "--trainer.val_check_interval", "2", "--checkpoint.every_n_train_steps", "3", "--trainer.max_steps", "7"]
     stopped = dfn_process("fit", *tiny, "--run_dir", str(tmp_path / "stopped"),
                           "--trainer.callbacks+=helpers.SignalAtStep", "--trainer.callbacks.init_args.at_step", "4",
                           "--trainer.callbacks.init_args.in_validation", "true")

@@ -58,7 +58,7 @@ def test_unwritable_run_dir_is_named(tmp_path, capsys, steerable_tiny):
      "dfn: error: --trainer.max_time: `Timer(duration='00:00:5:00')` is not a valid duration", "DD:HH:MM:SS."),
     (["--trainer.devices", "0"], "dfn: error: --trainer.devices: `Trainer(devices=", "cpu accelerator."),
     (["--trainer.precision", "13"],                            # jsonargparse's Union dumps: what is accepted
-     "dfn: error: --trainer.precision 13: expected one of 64, 32, 16, ", "(all options: python -m dfn fit --help)"),
+     "dfn: error: --trainer.precision 13: expected one of 64, 32, 16", "(all options: python -m dfn fit --help)"),
     (["--model.init_args.optimizer.init_args.lr", "abc"],
      "dfn: error: --model.init_args.optimizer.init_args.lr abc: expected a float",
      "(all options: python -m dfn fit --help)"),
@@ -74,6 +74,15 @@ def test_a_bad_command_line_is_one_line_with_status_2(tmp_path, capsys, steerabl
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(message) and lines[0].endswith(hint) and len(lines[0]) < 250, lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_an_overlay_config_alone_says_what_it_extends(tmp_path, root, dfn_main):
+    """configs/stereo_binocular.yaml changes configs/stereo.yaml's model: given alone, one line
+    says to layer it after its base, not a dump of the model's init_args."""
+    status, err = dfn_main(["fit", "--config", str(root / "configs/stereo_binocular.yaml"),
+                            "--run_dir", str(tmp_path / "run")])
+    assert status == 2 and err.count("\n") == 1 and len(err) < 250, err
+    assert err.startswith("dfn: error: --model: init_args without a class_path") and "--config configs/stereo.yaml" in err
 
 
 def test_a_yaml_syntax_error_names_the_file(tmp_path, capsys):

@@ -11,7 +11,7 @@ from helpers import ROOT
 
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("triton", reason="the GPU script runs the triton backend (pip install triton)")
+pytest.importorskip("triton", minversion="3.3", reason="the GPU script runs the triton backend (pip install triton)")
 
 
 def run_script(results, out):

@@ -18,7 +18,7 @@ KERNELS = [(3, 3), (9, 9), (11, 11), (13, 1), (1, 13), (4, 4)]
 def backend(request):
     """Run a test on every CUDA backend (the CPU side keeps "auto")."""
     if request.param == "triton":
-        pytest.importorskip("triton", reason="backend 'triton' needs the triton package")
+        pytest.importorskip("triton", minversion="3.3", reason="backend 'triton' needs the triton package")
     return request.param
 
 
@@ -83,7 +83,7 @@ def test_moving_mnist_dfn_step_on_the_gpu_equals_the_cpu(backend):
     from dfn.predictors import DynamicFilterPredictor
 
     if backend == "triton":
-        pytest.importorskip("triton", reason="backend 'triton' needs the triton package")
+        pytest.importorskip("triton", minversion="3.3", reason="backend 'triton' needs the triton package")
     models = {device: VideoPredictionModel(DynamicFilterPredictor(EncoderDecoder(), backend=name),
                                            frames_in=3, frames_out=3)
               for device, name in (("cpu", "auto"), ("cuda", backend))}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-pytest.importorskip("triton", reason="backend 'triton' needs the triton package (pip install triton)")
+pytest.importorskip("triton", minversion="3.3", reason="backend 'triton' needs the triton package (pip install triton)")
 
 from dfn.layers import DynamicLocalFilter  # noqa: E402
 from dfn.ops import dynamic_local_filter, local_filter_reference  # noqa: E402

@@ -41,7 +41,8 @@ def explain(error: BaseException) -> Optional[tuple[str, int]]:
                 "already written is intact: see that process's output for why, then resume with "
                 "--ckpt_path last"), 1
     if cause is None:
-        return None
+        reason = _union_reason(error)
+        return None if reason is None else (f"dfn: error: {reason}", 2)
     if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
         return (f"dfn: error: cannot write {cause.filename or 'an output file'}: {cause.strerror}. Free "
                 "disk space or choose another --run_dir; every checkpoint already written is intact "
@@ -89,12 +90,16 @@ def readable_parse_error(message: str) -> str:
     """jsonargparse's account of a value no type of a Union accepts (a dump of every subtype and
     its error, nested once per ``class_path``), cut to the option the user typed, the value and
     what it accepts: ``--model.init_args.optimizer.init_args.lr abc: expected a float``."""
+    message = re.sub(r"^Unrecognized arguments:", "unrecognized arguments:", message)   # jsonargparse 4.39's case
     simple = re.match(r"""Parser key "([^"]+)": Expected a <class '([\w.]+)'>\. Got value: (.*)$""", message)
     if simple:
         return f"--{simple.group(1)} {simple.group(3)}: expected {article(simple.group(2))}"
     if "Does not validate against any of the Union subtypes" not in message:
         return message
     keys = re.findall(r'Parser key "([^"]+)"', message)
+    if "Given value type: <class 'dict'>" in message and "'class_path'" not in message.split("Given value:")[-1]:
+        return (f"--{keys[0]}: init_args without a class_path; a config that extends another goes after it "
+                "(--config configs/stereo.yaml --config configs/stereo_binocular.yaml)")
     nested = re.findall(r"NestedArg\(key='([^']+)', val='([^']*)'\)", message)
     if nested:
         option, value = f"{keys[0]}.init_args.{nested[0][0]}", nested[0][1]
@@ -114,7 +119,7 @@ def readable_parse_error(message: str) -> str:
     accepted = [article(name) for name in dict.fromkeys(expected)]
     if literals:
         accepted.append("one of " + ", ".join(dict.fromkeys(literals)))
-    what = " or ".join(accepted) if accepted else "another value (python -m dfn fit --help lists the options)"
+    what = " or ".join(accepted) if accepted else "another value"
     return f"--{option}{'' if value is None else ' ' + value}: expected {what}"
 
 
@@ -140,6 +145,22 @@ def check_config_files(argv: list[str]) -> None:
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
                 problem = getattr(error, "problem", None) or error
                 raise ConfigError(f"{path}: not valid YAML ({problem}{where}); fix the file") from error
+
+
+def _union_reason(error: BaseException) -> Optional[str]:
+    """The one reason in jsonargparse's Union report of a class it could not build, where the
+    report does not chain the error it lists (jsonargparse 4.39: a model's ConfigError arrives as
+    text only), or ``None``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        text = " ".join(str(error).split())
+        if isinstance(error, ValueError) and text.startswith("Does not validate against any of the Union subtypes"):
+            listed = text.partition(" Errors: - ")[2].partition(" Given value type:")[0].split(" - ")
+            reasons = [r for r in listed if r and not r.startswith("Expected a <class 'NoneType'>")]
+            return reasons[0] if len(reasons) == 1 else None
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _user_error(error: BaseException) -> Optional[BaseException]:

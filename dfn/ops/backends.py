@@ -31,17 +31,21 @@ from torch import Tensor
 from dfn.ops import cpu_kernel
 
 BACKENDS = ("auto", "c", "loop", "blocks", "triton")
+TRITON_MIN = (3, 3)    # the kernels' language and interpreter (torch >= 2.7 pairs with it)
 
 
 def triton_ops() -> ModuleType:
     """:mod:`dfn.ops.triton_kernels`, imported on first use (``triton`` is optional)."""
     try:
-        from dfn.ops import triton_kernels
-    except ModuleNotFoundError as error:
-        if error.name != "triton":
-            raise
-        raise ValueError("backend 'triton' needs the triton package: pip install triton "
-                         "(or pick another backend)") from None
+        import triton
+    except ModuleNotFoundError:
+        triton = None
+    found = tuple(int(part) for part in triton.__version__.split(".")[:2]) if triton else None
+    if found is None or found < TRITON_MIN:
+        have = f" (found {triton.__version__})" if triton else ""
+        raise ValueError(f"backend 'triton' needs triton >= {'.'.join(map(str, TRITON_MIN))}{have}: "
+                         "pip install -e '.[triton]' (or pick another backend)")
+    from dfn.ops import triton_kernels
     return triton_kernels
 
 

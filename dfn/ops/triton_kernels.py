@@ -152,7 +152,9 @@ def _bias_args(x: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, int, int]:
     return bias, bias.stride(0), (bias.stride(1) if bias.shape[1] > 1 else 0)
 
 
-@torch.library.custom_op("dfn::local_filter", mutates_args=())
+# explicit schemas: torch 2.4's custom_op cannot infer one from postponed (string) annotations
+@torch.library.custom_op("dfn::local_filter", mutates_args=(),
+                         schema="(Tensor x, Tensor filters, Tensor? bias, int[] window, bool softmax) -> Tensor")
 def local_filter(x: Tensor, filters: Tensor, bias: Optional[Tensor], window: list[int],
                  softmax: bool) -> Tensor:
     """``x (B, C, H, W)``, ``filters (B, kh*kw, H, W)`` (logits if ``softmax``), ``bias`` ``(B, 1
@@ -172,7 +174,9 @@ def _(x: Tensor, filters: Tensor, bias: Optional[Tensor], window: list[int], sof
     return torch.empty_like(x)
 
 
-@torch.library.custom_op("dfn::local_filter_backward", mutates_args=())
+@torch.library.custom_op("dfn::local_filter_backward", mutates_args=(),
+                         schema="(Tensor grad, Tensor x, Tensor filters, Tensor? bias, int[] window, "
+                                "bool softmax) -> (Tensor, Tensor, Tensor)")
 def local_filter_backward(grad: Tensor, x: Tensor, filters: Tensor, bias: Optional[Tensor],
                           window: list[int], softmax: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``grad (B, C, H, W)`` of the output -> the gradients of ``x + bias`` ``(B, C, H, W)``, of
