@@ -5,6 +5,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
+import dfn.callbacks.run as callbacks_run
 import dfn.harness.cli as cli_module
 from dfn.harness.cli import DfnCLI
 
@@ -72,3 +73,41 @@ def test_bf16_on_a_cpu_that_emulates_it_warns_once(monkeypatch, native, warned):
     messages = [str(w.message) for w in caught if "native bfloat16" in str(w.message)]
     assert len(messages) == warned
     assert not warned or "Use --trainer.precision 32-true" in messages[0]
+
+
+@pytest.mark.parametrize("native, precision, hinted", [
+    (True, "32-true", True), (True, "bf16-mixed", False), (False, "32-true", False)])
+def test_a_float32_fit_on_a_cpu_with_native_bf16_names_the_faster_choice(
+        monkeypatch, capsys, tmp_path, steerable_tiny, native, precision, hinted):
+    """Only a float32 fit on a CPU with native bfloat16 gets the one-line hint, once training starts."""
+    monkeypatch.setattr(callbacks_run, "native_bf16", lambda: native)
+    DfnCLI(args=["fit", *steerable_tiny, "--run_dir", str(tmp_path / "run"), "--trainer.max_steps", "1",
+                 "--trainer.precision", precision])
+    hints = [line for line in capsys.readouterr().err.splitlines() if "has native bfloat16" in line]
+    assert len(hints) == hinted
+    assert not hinted or "--trainer.precision bf16-mixed" in hints[0]
+
+
+def test_validation_scores_run_in_float32_under_bf16_autocast(monkeypatch):
+    """bf16-mixed runs the model in bfloat16, but its scores are float32 outside autocast: SSIM's
+    convolutions in bfloat16 cancel its variances (a fit scored 0.93 where float32 says 0.99)."""
+    from dfn.evaluation import metrics
+    from dfn.models import VideoPredictionModel
+    from dfn.nets import EncoderDecoder
+    from dfn.predictors import DynamicFilterPredictor
+
+    seen, ssim = [], metrics.structural_similarity_index_measure
+
+    def recording_ssim(prediction, target, **kwargs):
+        seen.append((prediction.dtype, target.dtype, torch.is_autocast_enabled("cpu")))
+        return ssim(prediction, target, **kwargs)
+
+    monkeypatch.setattr(metrics, "structural_similarity_index_measure", recording_ssim)
+    net = EncoderDecoder(encoder=[4, 8], encoder_strides=[1, 2], decoder=[8], upsampled=[4],
+                         head=[8, 9], image_size=32)
+    model = VideoPredictionModel(DynamicFilterPredictor(net, kernel_size=3), frames_in=2, frames_out=2)
+    batch = {"frames": torch.rand(2, 4, 1, 32, 32).bfloat16()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.validation_step(batch, 0)
+    assert seen == [(torch.float32, torch.float32, False)]
+    assert model.val_curves.compute()["ssim"].dtype == torch.float64

@@ -1,8 +1,10 @@
 """Run-level callbacks of the harness: the W&B run id in checkpoints, the checkpoints as a W&B
-artifact, run-config saving, the checkpoint writers (best and ``last.ckpt``) and the NaN / inf stop."""
+artifact, run-config saving, the checkpoint writers (best and ``last.ckpt``), the NaN / inf stop
+and the bfloat16 hint."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -15,6 +17,7 @@ from torch import Tensor
 from dfn.callbacks.outputs import run_folder
 from dfn.harness.checkpoint_info import read_checkpoint
 from dfn.harness.lightning_seams import CheckpointSeams
+from dfn.ops.profiling import cpu_name, native_bf16
 
 
 class WandbRunId(Callback):
@@ -95,6 +98,17 @@ class StopOnNonFiniteLoss(Callback):
                 f"{trainer.current_epoch}); training stopped before the update. Last good state: "
                 f"{last_good_checkpoint(trainer)}. Resume it with a lower learning rate: "
                 "--ckpt_path last --model.init_args.optimizer_overrides '{lr: 1e-4}' (or check the data for NaNs).")
+
+
+class Bf16Hint(Callback):
+    """A float32 fit on a CPU with native bfloat16 (AVX512-BF16, AMX or ARM BF16) says once, when
+    training starts, that bf16-mixed is the faster choice there (README, 'Precision')."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if (trainer.strategy.root_device.type == "cpu" and str(trainer.precision).startswith("32")
+                and native_bf16() and trainer.is_global_zero):
+            print(f"dfn: this CPU ({cpu_name()}) has native bfloat16: --trainer.precision bf16-mixed "
+                  "trains about twice as fast and learns as well (README, 'Precision')", file=sys.stderr)
 
 
 class RunCheckpoint(CheckpointSeams):

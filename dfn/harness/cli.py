@@ -38,8 +38,8 @@ import datamodules  # noqa: F401  (dfn's DataModules and models, listed by --hel
 import dfn.models  # noqa: F401
 from dfn.harness import help_text, run_summary
 from dfn.atomic import remove_partials
-from dfn.callbacks import (CheckpointArtifacts, LastCheckpoint, RunCheckpoint, RunConfigSaver, StopOnNonFiniteLoss,
-                           TestResultsWriter, WandbRunId)
+from dfn.callbacks import (Bf16Hint, CheckpointArtifacts, LastCheckpoint, RunCheckpoint, RunConfigSaver,
+                           StopOnNonFiniteLoss, TestResultsWriter, WandbRunId)
 from dfn.harness.checkpoint_info import read_checkpoint
 from dfn.harness.checkpoint_io import use_atomic_checkpoints
 from dfn.harness.cpu_share import threads_within_quota
@@ -108,7 +108,7 @@ class DfnCLI(CLISeams):
             trainer_defaults={"logger": {"class_path": WANDB_LOGGER, "init_args": wandb},
                               "max_epochs": -1, "use_distributed_sampler": False,
                               "callbacks": [WandbRunId(), CheckpointArtifacts(), StopOnNonFiniteLoss(),
-                                            TestResultsWriter()]},
+                                            TestResultsWriter(), Bf16Hint()]},
             auto_configure_optimizers=False, args=args, run=run)
 
     def add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
