@@ -232,9 +232,12 @@ def aten_calls(kernel: tuple[int, int], backend: str) -> int:
 
 def test_row_block_calls_do_not_grow_with_the_taps():
     """A GPU step is bound by kernel launches: the row-block path's calls must not scale with
-    kh * kw, as the tap loop's do (81 multiply-adds for a 9x9 filter in each direction)."""
-    assert aten_calls((11, 11), "blocks") == aten_calls((3, 3), "blocks")
-    assert aten_calls((11, 11), "loop") > 10 * aten_calls((3, 3), "blocks")
+    kh * kw, as the tap loop's do (81 multiply-adds for a 9x9 filter in each direction). From 9 to
+    225 taps they stay within one call (torch 2.4 adds one ``fill_`` at the wider windows)."""
+    calls = [aten_calls(kernel, "blocks") for kernel in ((3, 3), (7, 7), (11, 11), (15, 15))]
+    assert max(calls) - min(calls) <= 1, calls
+    loop = [aten_calls(kernel, "loop") for kernel in ((3, 3), (11, 11))]
+    assert loop[1] - loop[0] > 1000, loop       # the tap loop: about 12 calls per tap
 
 
 def ops_run(x, f, backend) -> set[str]:

@@ -117,7 +117,7 @@ class DynamicFilterPredictor(nn.Module):
         sees at each predicted step (binocular stereo: the right view), never filtered."""
         T_in, channels = observed.shape[1], observed.shape[2]
         costs = self.matching_costs and guide is not None
-        seen = (self.context_frames + (guide is not None)) * channels + costs * self.filter.window.taps
+        seen = (self.context_frames + (guide is not None)) * channels + (self.filter.window.taps if costs else 0)
         expected = self.net.in_channels
         if seen != expected:
             what = f"{self.context_frames} context frame(s) of {channels} channel(s)" + (
