@@ -1,6 +1,8 @@
 """The SLURM requeue path without SLURM: the environment SLURM sets, the SIGUSR1 it sends before
 the time limit, a stand-in `scontrol`; the requeued command resumes and continues its W&B run."""
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -21,10 +23,20 @@ def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_pa
     run = tmp_path / "run"
     command = [sys.executable, "-m", "dfn", "fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "6",
                "--trainer.plugins", "lightning.pytorch.plugins.environments.SLURMEnvironment"]
-    first = subprocess.run(command + ["--trainer.callbacks+=helpers.SlurmPreemption",
-                                      "--trainer.callbacks.init_args.at_step", "3"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert first.returncode == -9, first.stderr[-2000:]
+    # SLURM ends a job by killing its whole process tree: the job runs in a session of its own,
+    # killed as a group once its main process is gone (wandb < 0.18 leaves its service process
+    # running, holding any pipe the job wrote to; its output goes to a file, not a pipe)
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(command + ["--trainer.callbacks+=helpers.SlurmPreemption",
+                                            "--trainer.callbacks.init_args.at_step", "3"],
+                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = first.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(first.pid, signal.SIGKILL)
+    assert returncode == -9, log.read_text()[-2000:]
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     hpc = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=True)
     assert hpc["global_step"] == 3
