@@ -30,6 +30,14 @@ def own_wandb_pids() -> set[int]:
     return pids
 
 
+def wandb_processes_end(seconds: float = 10) -> bool:
+    """Whether this test's wandb processes are all gone within ``seconds`` (they exit after the command)."""
+    deadline = time.time() + seconds
+    while own_wandb_pids() and time.time() < deadline:
+        time.sleep(0.5)
+    return not own_wandb_pids()
+
+
 def dfn(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env.update([MARK.split("=", 1)])
@@ -58,10 +66,26 @@ def test_offline_by_default_resume_continues_the_run_and_no_process_is_left(tmp_
     assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs)
     assert (run / "config.yaml").is_file() and (run / "config.fit.1.yaml").is_file()
 
-    deadline = time.time() + 10
-    while own_wandb_pids() and time.time() < deadline:
-        time.sleep(0.5)
-    assert not own_wandb_pids(), "a wandb process outlived the command"
+    assert wandb_processes_end(), "a wandb process outlived the command"
+
+
+def test_a_refused_command_leaves_no_wandb_run_or_run_dir(tmp_path, steerable_tiny):
+    """With W&B on (offline, the default): a checkpoint of another architecture and a bad trainer
+    value are each one error line, exit 2, and leave no run directory, no W&B run, no wandb process."""
+    run = tmp_path / "run"
+    dfn("fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "1")
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env.update([MARK.split("=", 1)])
+    for n, extra in enumerate([["validate", "--model.init_args.net.init_args.hidden", "[16]",
+                                "--ckpt_path", str(run / "checkpoints" / "last.ckpt")],
+                               ["fit", "--trainer.devices", "0"]]):
+        refused = subprocess.run([sys.executable, "-m", "dfn", extra[0], *steerable_tiny, *extra[1:],
+                                  "--run_dir", str(tmp_path / f"refused{n}")],
+                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("dfn:")]
+        assert refused.returncode == 2 and len(errors) == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert not (tmp_path / f"refused{n}").exists() and not (tmp_path / "wandb").exists()
+    assert wandb_processes_end(), "a wandb process outlived a command"
 
 
 @pytest.mark.parametrize("mode,key,expected", [("", None, "offline"), (" ", "", "offline"),
