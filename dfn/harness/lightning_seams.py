@@ -1,9 +1,8 @@
 """Every private Lightning and W&B member dfn uses, behind public names, in this one module.
 
-Lightning has no public form for these (checked against lightning 2.6.6, the version CI tests,
-and wandb 0.31; lightning 2.4.0 lacks ``_defer_save_until_validation``, handled below, and fails
-elsewhere: README, "Tested ranges"). When a release renames one, this module is the only place
-to change, and the suite fails here first:
+Lightning has no public form for these (checked against lightning 2.6.0 and 2.6.6 and wandb
+0.17.0 and 0.31.0, the two ends CI tests: README, "Tested ranges"). When a release renames one,
+this module is the only place to change, and the suite fails here first:
 
 * :class:`CheckpointSeams` and :func:`save_schedule`: ``ModelCheckpoint``'s save schedule, the
   step it last saved, whether a save waits for the next validation, its monitor candidates and
@@ -36,14 +35,12 @@ class CheckpointSeams(ModelCheckpoint):
 
     @property
     def save_waits_for_validation(self) -> bool:
-        """Whether a due save waits for the monitored metric of the next validation (newer
-        Lightning; 2.4.0 never defers a save: always ``False`` there)."""
-        return getattr(self, "_defer_save_until_validation", False)
+        """Whether a due save waits for the monitored metric of the next validation."""
+        return self._defer_save_until_validation
 
     @save_waits_for_validation.setter
     def save_waits_for_validation(self, value: bool) -> None:
-        if hasattr(self, "_defer_save_until_validation"):
-            self._defer_save_until_validation = value
+        self._defer_save_until_validation = value
 
     def monitor_candidates(self, trainer: Trainer) -> dict[str, Tensor]:
         """The metrics a save can monitor and name its file with."""
