@@ -173,6 +173,7 @@ def test_ctrl_c_in_a_terminal_with_dataloader_workers(tmp_path, steerable_tiny):
     assert step >= 20 and f"dfn: stopped by SIGINT after step {step}; saved:" in err
 
 
+@pytest.mark.slow
 def test_sigterm_during_validation_saves_and_resumes_exactly(tmp_path, dfn_process, highway_tiny):
     """Highway (two validation batches): SIGTERM after the first validation batch of step 4 stops
     there; the resumed run ends with the straight run's weights and best checkpoint."""

@@ -6,10 +6,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from helpers import ROOT
 
 
+@pytest.mark.slow
 def test_sigusr1_saves_requeues_and_the_requeued_job_resumes_the_same_run(tmp_path, steerable_tiny):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfn.harness.cli import default_wandb_mode
+from dfn.harness.cli import DfnCLI, default_wandb_mode
 from helpers import ROOT
 
 
@@ -73,7 +73,7 @@ def test_a_refused_command_leaves_no_wandb_run_or_run_dir(tmp_path, steerable_ti
     """With W&B on (offline, the default): a checkpoint of another architecture and a bad trainer
     value are each one error line, exit 2, and leave no run directory, no W&B run, no wandb process."""
     run = tmp_path / "run"
-    dfn("fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "1")
+    DfnCLI(args=["fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "1"])   # W&B disabled here
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env.update([MARK.split("=", 1)])
     for n, extra in enumerate([["validate", "--model.init_args.net.init_args.hidden", "[16]",
