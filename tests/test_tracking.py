@@ -38,10 +38,15 @@ def wandb_processes_end(seconds: float = 10) -> bool:
     return not own_wandb_pids()
 
 
-def dfn(*args: str) -> str:
+def offline_env() -> dict[str, str]:
+    """This environment with W&B at its default (offline) and MARK set, for the commands we start."""
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env.update([MARK.split("=", 1)])
-    return subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=env, check=True,
+    return env
+
+
+def dfn(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "dfn", *args], cwd=ROOT, env=offline_env(), check=True,
                           capture_output=True, text=True, timeout=300).stderr
 
 
@@ -74,14 +79,12 @@ def test_a_refused_command_leaves_no_wandb_run_or_run_dir(tmp_path, steerable_ti
     value are each one error line, exit 2, and leave no run directory, no W&B run, no wandb process."""
     run = tmp_path / "run"
     DfnCLI(args=["fit", *steerable_tiny, "--run_dir", str(run), "--trainer.max_steps", "1"])   # W&B disabled here
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
-    env.update([MARK.split("=", 1)])
     for n, extra in enumerate([["validate", "--model.init_args.net.init_args.hidden", "[16]",
                                 "--ckpt_path", str(run / "checkpoints" / "last.ckpt")],
                                ["fit", "--trainer.devices", "0"]]):
         refused = subprocess.run([sys.executable, "-m", "dfn", extra[0], *steerable_tiny, *extra[1:],
                                   "--run_dir", str(tmp_path / f"refused{n}")],
-                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                                 cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
         errors = [line for line in refused.stderr.splitlines() if line.startswith("dfn:")]
         assert refused.returncode == 2 and len(errors) == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
         assert not (tmp_path / f"refused{n}").exists() and not (tmp_path / "wandb").exists()
