@@ -1,8 +1,9 @@
 """Speed and memory of dynamic local filtering: our op against the unfold reference, in one run.
 
-Prints JSON. For each (C, kernel): forward and forward+backward median times, bytes autograd saves
-for backward, and the op's bandwidth lower bound (bytes it must read and write / measured copy
-bandwidth) with each implementation's ratio to it. Implementations: ``unfold_reference`` and
+Prints JSON. For each (C, kernel): forward and forward+backward median times (and the
+forward+backward minimum, less sensitive to other tenants of a shared machine), bytes autograd
+saves for backward, and the op's bandwidth lower bound (bytes it must read and write / copy
+bandwidth, measured again right before each case) with each implementation's ratio to it. Implementations: ``unfold_reference`` and
 ``ours_<backend>`` for each backend of :mod:`dfn.ops.backends` that runs on the device: ``c``
 (the C kernel, the CPU default), ``loop`` (one multiply-accumulate per tap), ``blocks`` (row
 blocks, few launches; the CUDA default) and ``triton`` (where the triton package is installed: on
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from typing import Callable
 
@@ -28,7 +30,7 @@ import torch
 
 from dfn.ops import cpu_kernel, dynamic_local_filter, local_filter_reference
 from dfn.ops.backends import resolve
-from dfn.ops.profiling import copy_bandwidth, machine, median_seconds, saved_tensor_bytes
+from dfn.ops.profiling import copy_bandwidth, machine, saved_tensor_bytes, wall_seconds
 
 Op = Callable[..., torch.Tensor]
 
@@ -62,8 +64,11 @@ def measure(op: Op, x: torch.Tensor, f: torch.Tensor, kernel: tuple[int, int], r
     def forward_backward():
         torch.autograd.grad(op(x, f, kernel), (x, f), dout)
 
-    return {"forward_ms": 1e3 * median_seconds(forward, repeats, device=x.device),
-            "forward_backward_ms": 1e3 * median_seconds(forward_backward, repeats, device=x.device),
+    forward_s = wall_seconds(forward, repeats, device=x.device)
+    forward_backward_s = wall_seconds(forward_backward, repeats, device=x.device)
+    return {"forward_ms": 1e3 * statistics.median(forward_s),
+            "forward_backward_ms": 1e3 * statistics.median(forward_backward_s),
+            "forward_backward_min_ms": 1e3 * min(forward_backward_s),
             "saved_for_backward_bytes": saved_tensor_bytes(lambda: op(x, f, kernel))}
 
 
@@ -109,13 +114,16 @@ def main() -> None:
         for kernel in kernels:
             x = torch.randn(args.batch, channels, args.size, args.size, device=device)
             f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size, device=device)
-            bound = {k: v / bandwidth * 1e3 for k, v in bound_bytes(x, f).items()}
-            case = {"channels": channels, "kernel": list(kernel),
+            case_bandwidth = copy_bandwidth(device=device)    # the machine now, beside the times
+            bound = {k: v / case_bandwidth * 1e3 for k, v in bound_bytes(x, f).items()}
+            case = {"channels": channels, "kernel": list(kernel), "copy_bandwidth_GBps": case_bandwidth / 1e9,
                     "input_plus_filter_bytes": x.nbytes + f.nbytes,
                     "bound_ms": {"forward": bound["forward"], "forward_backward": bound["forward_backward"]}}
             for name, op in implementations.items():
                 result = measure(op, x, f, kernel, args.repeats)
                 result["forward_backward_over_bound"] = result["forward_backward_ms"] / bound["forward_backward"]
+                result["forward_backward_min_over_bound"] = (result["forward_backward_min_ms"]
+                                                             / bound["forward_backward"])
                 case[name] = result
             ref_ms = case["unfold_reference"]["forward_backward_ms"]
             case["speedup_forward_backward_vs_unfold"] = {

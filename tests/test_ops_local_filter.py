@@ -188,7 +188,8 @@ def test_mixed_dtypes_promote_before_the_backend_is_chosen(backend):
 def test_saves_only_input_and_filters(softmax, backend):
     x, f = make(2, 3, 16, 16, (9, 9), dtype=torch.float32, requires_grad=True)
     saved = saved_tensor_bytes(lambda: dynamic_local_filter(x, f, 9, softmax=softmax, backend=backend))
-    assert saved <= x.nbytes + f.nbytes
+    stats = 2 * x[:, :1].nbytes if softmax and backend == "c" else 0   # the softmax's max and 1/sum
+    assert saved <= x.nbytes + f.nbytes + stats
     unfold_saved = saved_tensor_bytes(lambda: local_filter_reference(x, f, 9, softmax=softmax))
     assert unfold_saved > 3 * x.nbytes + f.nbytes               # the buffer we avoid
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Callable, NamedTuple, Optional, TypeVar
 
 import torch
 from torch import Tensor
@@ -52,7 +52,8 @@ def usable(*tensors: Tensor) -> bool:
 
 
 def _in_kernel_precision(op: Callable[..., Result]) -> Callable[..., Result]:
-    """``op`` on float32 copies of float16 / bfloat16 tensors, its results rounded back once."""
+    """``op`` on float32 copies of float16 / bfloat16 tensors, its results rounded back once
+    (but the softmax statistics, which stay in float32 for the backward)."""
 
     @functools.wraps(op)
     def run(*args):
@@ -61,7 +62,9 @@ def _in_kernel_precision(op: Callable[..., Result]) -> Callable[..., Result]:
         if work == dtype:
             return op(*args)
         out = op(*(a.to(work) if isinstance(a, Tensor) else a for a in args))
-        return out.to(dtype) if isinstance(out, Tensor) else tuple(t.to(dtype) for t in out)
+        if isinstance(out, Tensor):
+            return out.to(dtype)
+        return tuple(t if isinstance(t, SoftmaxStats) else t.to(dtype) for t in out)
 
     return run
 
@@ -114,34 +117,43 @@ def grad_filters(x: Tensor, g: Tensor, w: Window) -> Tensor:
     return df
 
 
+class SoftmaxStats(NamedTuple):
+    """What :func:`softmax_forward` keeps for :func:`softmax_backward`: ``(B, 2, H, W)`` holding
+    each pixel's maximum logit and 1 / sum of exp(logit - maximum), in the kernel's precision."""
+    m_and_r: Tensor
+
+
 def _bias_args(bias: Optional[Tensor]) -> tuple[Optional[Tensor], int]:
     """A dynamic bias ``(B, 1 or C, H, W)`` as the kernels take it: contiguous, and its channels."""
     return (None, 0) if bias is None else (bias.contiguous(), bias.shape[1])
 
 
 @_in_kernel_precision
-def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window) -> Tensor:
+def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window
+                    ) -> tuple[Tensor, SoftmaxStats]:
     """``x (B, C, H, W)`` + ``bias (B, 1 or C, H, W)`` or None, filtered with ``softmax(logits)``
-    over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)``."""
+    over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)``, and the softmax's statistics
+    for :func:`softmax_backward`."""
     x = x.contiguous()
     logits, fsb, fst, fsh = _filter_strides(logits)
     B, C, H, W = x.shape
     out = torch.empty_like(x)
-    _run("dlf_softmax_forward", x.dtype, x, logits, *_bias_args(bias), out, C, H, W, *w,
+    stats = torch.empty((B, 2, H, W), dtype=x.dtype)
+    _run("dlf_softmax_forward", x.dtype, x, logits, *_bias_args(bias), out, stats, C, H, W, *w,
          fsb, fst, fsh, B)
-    return out
+    return out, SoftmaxStats(stats)
 
 
 @_in_kernel_precision
-def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], g: Tensor, w: Window
-                     ) -> tuple[Tensor, Tensor]:
-    """The gradients of :func:`softmax_forward` from ``g (B, C, H, W)``: ``dx (B, C, H, W)`` (also
-    that of ``x + bias``) and ``dlogits (B, kh*kw, H, W)``."""
+def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], stats: SoftmaxStats,
+                     g: Tensor, w: Window) -> tuple[Tensor, Tensor]:
+    """The gradients of :func:`softmax_forward` from ``g (B, C, H, W)`` and its ``stats``:
+    ``dx (B, C, H, W)`` (also that of ``x + bias``) and ``dlogits (B, kh*kw, H, W)``."""
     x, g = x.contiguous(), g.contiguous()
     logits, fsb, fst, fsh = _filter_strides(logits)
     B, C, H, W = x.shape
     dx = torch.empty_like(x)
     dlogits = torch.empty((B, w.taps, H, W), dtype=x.dtype)
-    _run("dlf_softmax_backward", x.dtype, x, logits, *_bias_args(bias), g, dx, dlogits, C, H, W,
-         *w, fsb, fst, fsh, B)
+    _run("dlf_softmax_backward", x.dtype, x, logits, *_bias_args(bias), stats.m_and_r.contiguous(),
+         g, dx, dlogits, C, H, W, *w, fsb, fst, fsh, B)
     return dx, dlogits

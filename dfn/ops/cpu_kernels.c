@@ -16,8 +16,10 @@
  * through memory in order, each value touched once, while the sample's image stays in cache.
  * The softmax kernels take logits (and an optional dynamic bias (B, 1 or C, H, W) added to x) and
  * normalise each pixel's taps row by row in a small scratch buffer (kh*kw x W values, in cache),
- * so the normalised filters never reach memory: the forward reads the logits once, the backward
- * reads them once more and writes their gradient p * (dp - sum_t p * dp) together with dx.
+ * so the normalised filters never reach memory: the forward reads the logits once and keeps two
+ * values per pixel (the taps' maximum m and r = 1 / sum_t exp(l - m)), the backward reads them
+ * once more, recomputes p = exp(l - m) * r in one pass and writes their gradient
+ * p * (dp - sum_t p * dp) together with dx.
  * Float32 uses exp_f32 below (vectorisable, within 2 ulp); float64 uses libm's exp.
  * Return value: 0, or -1 when a scratch buffer could not be allocated.
  */
@@ -241,6 +243,20 @@ static void row_exp_##SUFFIX(const T *fr, long fst, long taps, long W, long es, 
     for (long i = 0; i < W; ++i) r[i] = 1 / r[i];                                                  \
 }                                                                                                  \
                                                                                                    \
+/* One image row of the softmax from the forward's statistics m (the taps' maximum) and r (1 /     \
+ * sum_t exp(l - m)) per pixel: e[t * es + i] = exp(fr[t * fst + i] - m[i]) * r[i], in one pass    \
+ * over the logits (no maximum to find, no sum to take), the next row's fetched meanwhile. */      \
+static void row_probs_##SUFFIX(const T *fr, long fst, long taps, long W, long es, T *restrict e,   \
+                               const T *restrict m, const T *restrict r, long next) {              \
+    for (long t = 0; t < taps; ++t) {                                                              \
+        const T *restrict l = fr + t * fst;                                                        \
+        T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; i += 64 / (long)sizeof(T))                                         \
+            __builtin_prefetch(l + next + i);                                                      \
+        for (long i = 0; i < W; ++i) er[i] = exp_##SUFFIX(l[i] - m[i]) * r[i];                     \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
 static inline vec_##SUFFIX load_##SUFFIX(const T *p) {                                             \
     vec_##SUFFIX v;                                                                                \
     memcpy(&v, p, sizeof v);                                                                       \
@@ -295,10 +311,12 @@ static inline void block_tap_grads_##SUFFIX(const T *g, long gs, const T *x, lon
 }                                                                                                  \
                                                                                                    \
 /* out[b, c, y, :] = sum_t softmax(f)[b, t, y, :] * (x + bias)pad[b, c, y + u, : + v]: per row,    \
- * BLOCK(T) pixels at a time summed over the taps in registers. */                                 \
-int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, T *out, long C,   \
-                                 long H, long W, long kh, long kw, long oy, long ox, long fsb,     \
-                                 long fst, long fsh, long B, int threads) {                        \
+ * BLOCK(T) pixels at a time summed over the taps in registers. stats (B, 2, H, W), or NULL,       \
+ * receives each pixel's softmax statistics for the backward: m, the taps' maximum, and r, 1 / sum \
+ * of exp(l - m). */                                                                               \
+int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, T *out,           \
+                                 T *stats, long C, long H, long W, long kh, long kw, long oy,      \
+                                 long ox, long fsb, long fst, long fsh, long B, int threads) {     \
     const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
     const long es = round_up(W, n);                                                                \
     int failed = 0;                                                                                \
@@ -316,6 +334,10 @@ int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc,
         for (long y = 0; y < H; ++y) {                                                             \
             row_exp_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                   \
                              y + 1 < H ? fsh : 0);                                                 \
+            if (stats) {                                                                           \
+                memcpy(stats + (2 * b * H + y) * W, acc, W * sizeof(T));                           \
+                memcpy(stats + ((2 * b + 1) * H + y) * W, r, W * sizeof(T));                       \
+            }                                                                                      \
             for (long c = 0; c < C; ++c) {                                                         \
                 T *restrict o = out + ((b * C + c) * H + y) * W;                                   \
                 for (long i0 = 0; i0 < W; i0 += n) {                                               \
@@ -332,14 +354,15 @@ int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc,
 }                                                                                                  \
                                                                                                    \
 /* The softmax forward's gradients from g = dout: dx (of x, and so of x + bias) and df (of the     \
- * logits, contiguous (B, taps, H, W)), recomputing e and r row by row. With p = e * r, gr = g r:  \
- *   d[t] = sum_c gr[c] * shift_t(x + bias)[c]   (r times the gradient of p[t]),                   \
- *   df[t] = e[t] * (d[t] - r * sum_t' e[t'] d[t'])   (the softmax's backward, streamed out),      \
- *   dxpad[c, y + u, X] += sum_v e[t][X - v] * gr[c][X - v]   (gathered, a block of columns at a   \
- *   time, from rows of e and gr padded with kw - 1 zeros on the left). */                         \
-int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, const T *g,      \
-                                  T *dx, T *df, long C, long H, long W, long kh, long kw,          \
-                                  long oy, long ox, long fsb, long fst, long fsh, long B,          \
+ * logits, contiguous (B, taps, H, W)), recomputing the softmax p row by row from the forward's    \
+ * stats (one exp per tap and pixel, in one pass over the logits):                                 \
+ *   d[t] = sum_c g[c] * shift_t(x + bias)[c]   (the gradient of p[t]),                            \
+ *   df[t] = p[t] * (d[t] - sum_t' p[t'] d[t'])   (the softmax's backward, streamed out),          \
+ *   dxpad[c, y + u, X] += sum_v p[t][X - v] * g[c][X - v]   (gathered, a block of columns at a    \
+ *   time, from rows of p and g padded with kw - 1 zeros on the left). */                          \
+int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, const T *stats,  \
+                                  const T *g, T *dx, T *df, long C, long H, long W, long kh,       \
+                                  long kw, long oy, long ox, long fsb, long fst, long fsh, long B, \
                                   int threads) {                                                   \
     const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
     const long es = round_up(W, n), lead = kw - 1, rs = lead + round_up(Wp, n);                    \
@@ -347,27 +370,25 @@ int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                               \
     {                                                                                              \
     T *xp = calloc(C * Hp * Wp + n + kw, sizeof(T)), *dxp = malloc(C * Hp * Wp * sizeof(T));       \
-    T *e = calloc((taps + C) * rs + taps * es + 3 * es, sizeof(T));  /* e, gr: padded rows */      \
+    T *e = calloc((taps + C) * rs + taps * es + 2 * es, sizeof(T));  /* p, g: padded rows */       \
     failed |= !xp || !dxp || !e;                                                                   \
     _Pragma("omp for schedule(static)")                                                            \
     for (long b = 0; b < B; ++b) {                                                                 \
         if (!xp || !dxp || !e) continue;                                                           \
-        T *restrict gr = e + taps * rs, *restrict d = gr + C * rs, *restrict r = d + taps * es;    \
-        T *restrict s = r + es, *restrict acc = s + es;                                            \
+        T *restrict gr = e + taps * rs, *restrict d = gr + C * rs, *restrict s = d + taps * es;    \
+        T *restrict acc = s + es;                                                                  \
         biased_region_##SUFFIX(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
                                C, H, W, kh, kw, oy, ox);                                           \
         memset(dxp, 0, C * Hp * Wp * sizeof(T));                                                   \
         for (long y = 0; y < H; ++y) {                                                             \
-            row_exp_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead, acc, r,            \
-                             y + 1 < H ? fsh : 0);                                                 \
-            for (long c = 0; c < C; ++c) {                                                         \
-                const T *restrict gc = g + ((b * C + c) * H + y) * W;                              \
-                for (long i = 0; i < W; ++i) gr[c * rs + lead + i] = gc[i] * r[i];                 \
-            }                                                                                      \
+            row_probs_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead,                  \
+                               stats + (2 * b * H + y) * W, stats + ((2 * b + 1) * H + y) * W,     \
+                               y + 1 < H ? fsh : 0);                                               \
+            for (long c = 0; c < C; ++c)                                                           \
+                memcpy(gr + c * rs + lead, g + ((b * C + c) * H + y) * W, W * sizeof(T));          \
             for (long i0 = 0; i0 < W; i0 += n)                                                     \
                 block_tap_grads_##SUFFIX(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh, \
                                          kw, e + lead + i0, rs, d + i0, es, s + i0);               \
-            for (long i = 0; i < W; ++i) s[i] *= r[i];                                             \
             for (long t = 0; t < taps; ++t) {                                                      \
                 T *restrict dft = df + ((b * taps + t) * H + y) * W;                               \
                 const T *restrict et = e + t * rs + lead, *restrict dt = d + t * es;               \

@@ -119,7 +119,8 @@ _GradFilters = _face(_grad_filters, lambda x, dout, ddf, g: _GradInput.apply(ddf
 
 class _SoftmaxFilter(torch.autograd.Function):
     """The models' case on ``"c"``: ``(x, logits, bias, window) -> filter(x + bias,
-    softmax(logits))`` with the softmax and the bias inside the C kernels; saves x, logits, bias.
+    softmax(logits))`` with the softmax and the bias inside the C kernels; saves x, logits, bias
+    and the softmax's statistics (two values per pixel).
 
     A second derivative (``create_graph=True``) takes the same gradients composed from
     differentiable parts (torch's softmax and the bilinear faces above), so double backward works."""
@@ -127,17 +128,19 @@ class _SoftmaxFilter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window) -> Tensor:
         ctx.window = w
-        ctx.save_for_backward(x, logits, bias)
-        return cpu_kernel.softmax_forward(x, logits, bias, w)
+        out, stats = cpu_kernel.softmax_forward(x, logits, bias, w)
+        ctx.save_for_backward(x, logits, bias, stats.m_and_r)
+        return out
 
     @staticmethod
     def backward(ctx, dout: Tensor):
-        x, logits, bias = ctx.saved_tensors
+        x, logits, bias, stats = ctx.saved_tensors
         w = ctx.window
         if torch.is_grad_enabled():
             dx, dlogits = _softmax_filter_grads(x, logits, bias, dout, w)
         else:
-            dx, dlogits = cpu_kernel.softmax_backward(x, logits, bias, dout, w)
+            dx, dlogits = cpu_kernel.softmax_backward(x, logits, bias, cpu_kernel.SoftmaxStats(stats),
+                                                      dout, w)
         dbias = None
         if bias is not None and ctx.needs_input_grad[2]:
             dbias = dx.sum(1, keepdim=True) if bias.shape[1] == 1 else dx

@@ -30,10 +30,10 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3,
-                   device: torch.device | str = "cpu") -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs; work on
-    a GPU ``device`` is synchronised before each clock reading."""
+def wall_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3,
+                 device: torch.device | str = "cpu") -> list[float]:
+    """Wall times of ``repeats`` runs of ``fn()`` after ``warmup`` untimed runs; work on a GPU
+    ``device`` is synchronised before each clock reading."""
     for _ in range(warmup):
         fn()
     times = []
@@ -43,7 +43,13 @@ def median_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3,
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3,
+                   device: torch.device | str = "cpu") -> float:
+    """Median of :func:`wall_seconds`."""
+    return statistics.median(wall_seconds(fn, repeats, warmup, device))
 
 
 def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 20, device: torch.device | str = "cpu") -> float:
