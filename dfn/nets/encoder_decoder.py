@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from dfn.errors import ConfigError, require_positive
 from dfn.layers.untied_bias_conv import UntiedBiasConv2d
+from dfn.layers.upsampled_conv import upsampled_conv
 from dfn.nets.output_start import start_linear_output
 
 
@@ -107,7 +108,7 @@ class EncoderDecoder(nn.Module):
     def recurrent_state(self) -> bool:
         return len(self.recurrent) > 0
 
-    def _run(self, layers: nn.ModuleList, x: Tensor, last_linear: bool = False) -> Tensor:
+    def _run(self, layers: Sequence[nn.Module], x: Tensor, last_linear: bool = False) -> Tensor:
         for i, layer in enumerate(layers):
             x = layer(x)
             if not (last_linear and i == len(layers) - 1):
@@ -125,11 +126,17 @@ class EncoderDecoder(nn.Module):
         return h
 
     def decode(self, h: Tensor) -> Tensor:
-        """``h (B, C_enc, S/r, S/r)`` -> ``theta (B, out_channels, S, S)``."""
+        """``h (B, C_enc, S/r, S/r)`` -> ``theta (B, out_channels, S, S)``. The first upsampled
+        conv runs on the nearest-upsampled image at the low resolution (:func:`upsampled_conv`:
+        the same values, 2.25x fewer multiply-adds)."""
         y = self._run(self.decoder, h)
-        if self.scale > 1:
+        upsampled = list(self.upsampled)
+        if self.scale > 1 and upsampled:
+            y = self.act(upsampled_conv(y, upsampled[0], self.scale))
+            upsampled = upsampled[1:]
+        elif self.scale > 1:
             y = nn.functional.interpolate(y, scale_factor=self.scale, mode="nearest")
-        y = self._run(self.upsampled, y)
+        y = self._run(upsampled, y)
         return self._run(self.head, y, last_linear=True)
 
     def advance(self, x: Tensor, hidden: Optional[Tensor] = None) -> Optional[Tensor]:
