@@ -10,11 +10,13 @@ predictor; the compilation happens in the warm-up steps, which are timed separat
 ``--models dfn`` leaves the baselines out; ``conv_lstm_s`` is a ConvLSTM of the size of OpenSTL's
 ConvLSTM-S for Moving MNIST (dfn's own implementation, ``dfn.predictors.ConvLSTMPredictor``, with
 four layers of 128), for a peer comparison at the same batch, threads and precision:
-``dfn_speedup`` in the JSON is each model's step time over the DFN's.
+``dfn_speedup`` in the JSON is each model's step time over the DFN's. ``--rounds N`` runs the list
+of models N times, alternating, so that a shared machine's drift falls on every model alike:
+``dfn_speedup`` then compares the medians over the rounds, ``dfn_speedup_per_round`` each round.
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
-    python benchmarks/train_throughput.py --models dfn,conv_lstm_s --steps 3 [--precision bf16]
+    python benchmarks/train_throughput.py --models dfn,conv_lstm_s --steps 2 --rounds 3 [--precision bf16]
     python benchmarks/train_throughput.py --device cuda --warmup 5 --steps 50 --profile   # on a GPU
 
 On a GPU, ``--precision bf16`` runs the steps under ``torch.autocast`` (as ``bf16-mixed``), peak
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -129,6 +132,7 @@ def main() -> None:
                         help="32 (float32; TF32 convolutions on NVIDIA GPUs) or bf16 autocast")
     parser.add_argument("--backend", default="auto", help="the DFN's dynamic filtering backend")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS))
+    parser.add_argument("--rounds", type=int, default=1, help="run the models this many times, alternating")
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process
     parser.add_argument("--compiled", default="false", help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
@@ -138,27 +142,38 @@ def main() -> None:
                                  torch.device(args.device), args.precision, args.backend)))
         return
     results = []
-    for compiled in (["false", args.compile] if args.compile else ["false"]):
-        for name in args.models.split(","):
-            cmd = [sys.executable, __file__, "--only", name, "--batch_size", str(args.batch_size),
-                   "--warmup", str(args.warmup), "--steps", str(args.steps),
-                   "--device", args.device, "--precision", args.precision, "--backend", args.backend]
-            cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    print(json.dumps({"command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
-                      "machine": {**machine(),
-                                  "device": (torch.cuda.get_device_name(args.device)
-                                             if args.device.startswith("cuda") else "cpu")},
-                      "models": results, "dfn_speedup": speedups(results)}, indent=2))
+    for round_ in range(args.rounds):
+        for compiled in (["false", args.compile] if args.compile else ["false"]):
+            for name in args.models.split(","):
+                cmd = [sys.executable, __file__, "--only", name, "--batch_size", str(args.batch_size),
+                       "--warmup", str(args.warmup), "--steps", str(args.steps),
+                       "--device", args.device, "--precision", args.precision, "--backend", args.backend]
+                cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                results.append({**json.loads(out.strip().splitlines()[-1]), "round": round_})
+    report = {"command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+              "machine": {**machine(),
+                          "device": (torch.cuda.get_device_name(args.device)
+                                     if args.device.startswith("cuda") else "cpu")},
+              "models": results, "dfn_speedup": speedups(results)}
+    if args.rounds > 1:
+        report["dfn_speedup_per_round"] = [speedups([r for r in results if r["round"] == k])
+                                           for k in range(args.rounds)]
+    print(json.dumps(report, indent=2))
 
 
 def speedups(results: list[dict]) -> dict[str, float]:
-    """Each other model's seconds per iteration over the DFN's, measured alike (same compile mode)."""
-    dfn = {r["compiled"]: r["seconds_per_iteration"] for r in results if r["model"] == "dfn"}
-    return {f"{r['model']}{'' if r['compiled'] is False else '_compiled'}":
-            r["seconds_per_iteration"] / dfn[r["compiled"]]
-            for r in results if r["model"] != "dfn" and r["compiled"] in dfn}
+    """Each other model's median seconds per iteration (over the rounds) over the DFN's, measured
+    alike (same compile mode)."""
+    def key(r: dict) -> str:
+        return f"{r['model']}{'' if r['compiled'] is False else '_compiled'}"
+
+    seconds: dict[tuple[str, object], list[float]] = {}
+    for r in results:
+        seconds.setdefault((r["model"], r["compiled"]), []).append(r["seconds_per_iteration"])
+    median = {k: statistics.median(v) for k, v in seconds.items()}
+    return {key(r): median[r["model"], r["compiled"]] / median["dfn", r["compiled"]]
+            for r in results if r["model"] != "dfn" and ("dfn", r["compiled"]) in median}
 
 
 if __name__ == "__main__":
