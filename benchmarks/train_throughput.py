@@ -50,7 +50,7 @@ def build(config_args: list[str], batch_size: int, compile: str, device: torch.d
                  run=False)
     model, data = cli.model, cli.datamodule
     model.to(device).setup("fit")                        # compiles when asked
-    batch = data._train_batch(torch.Generator().manual_seed(0))
+    batch = next(iter(data.train_dataloader()))         # the first batch of the seeded stream
     return model, {key: value.to(device) for key, value in batch.items()}
 
 
