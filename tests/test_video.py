@@ -93,6 +93,30 @@ def test_predictor_shapes_and_feedback():
     torch.testing.assert_close(filters.sum(2), torch.ones(2, 4, 32, 32))
 
 
+@pytest.mark.parametrize("stage", ["fit", "predict"])
+def test_channels_last_lays_out_the_weights_and_keeps_the_values(stage):
+    """``channels_last`` (the default) turns the network's conv weights NHWC at setup, for every
+    stage; predictions, gradients and the state dict's values stay those of the NCHW network."""
+    torch.manual_seed(0)
+    models = [VideoPredictionModel(tiny_predictor(), frames_in=3, frames_out=2, channels_last=flag)
+              for flag in (True, False)]
+    models[1].load_state_dict(models[0].state_dict())
+    observed = torch.rand(2, 3, 1, 32, 32)
+    results = []
+    for model in models:
+        model.setup(stage)
+        weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(w.is_contiguous(memory_format=torch.channels_last) == model.channels_last
+                   for w in weights if w.shape[1] > 1 and w.shape[2:] != (1, 1))
+        prediction, _ = model(observed)
+        prediction.square().sum().backward()
+        results.append([prediction, *(p.grad for p in model.parameters())])
+    for nhwc, nchw in zip(*results):
+        torch.testing.assert_close(nhwc, nchw)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_dfn_rollout_traces_as_one_graph_on_the_gpu_path():
     """On the row-block path (the GPU default) torch.compile captures the whole recurrent rollout,
     op forward and backward included, without a graph break; values and gradients stay eager's."""

@@ -10,20 +10,26 @@ at ``S^2``, 2.25x fewer multiply-adds, the same values (to rounding) and the sam
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
 
-def _phase_taps(scale: int) -> tuple[Tensor, list[int]]:
+def _phase_offsets(scale: int) -> list[list[int]]:
+    """For each phase ``p``, the original pixel (relative to the phase's own) that each of the
+    upsampled window's 3 taps reads."""
+    return [[(p + a - 1) // scale for a in range(3)] for p in range(scale)]
+
+
+@functools.lru_cache(maxsize=None)
+def _phase_taps(scale: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``A (scale, 2, 3)``: ``A[p, j, a] = 1`` where tap ``a`` of the upsampled window of phase
-    ``p`` reads original pixel ``start[p] + j`` (relative to the phase's own pixel)."""
-    low = [[(p + a - 1) // scale for a in range(3)] for p in range(scale)]
-    start = [min(offsets) for offsets in low]
-    taps = torch.zeros(scale, 2, 3)
-    for p, offsets in enumerate(low):
-        for a, offset in enumerate(offsets):
-            taps[p, offset - start[p], a] = 1
-    return taps, start
+    ``p`` reads original pixel ``start[p] + j`` (``start[p]``: the lowest it reads); built once per
+    scale, dtype and device (on a GPU, no copy from the host per call)."""
+    taps = [[[float(offsets[a] - min(offsets) == j) for a in range(3)] for j in range(2)]
+            for offsets in _phase_offsets(scale)]
+    return torch.tensor(taps, dtype=dtype, device=device)
 
 
 def upsampled_conv(x: Tensor, conv: nn.Conv2d, scale: int) -> Tensor:
@@ -34,8 +40,8 @@ def upsampled_conv(x: Tensor, conv: nn.Conv2d, scale: int) -> Tensor:
         raise ValueError(f"upsampled_conv needs a plain 3x3 conv with padding 1 and scale >= 2, got "
                          f"{conv} and scale {scale}")
     B, _, h, w = x.shape
-    taps, start = _phase_taps(scale)
-    taps = taps.to(conv.weight)
+    taps = _phase_taps(scale, conv.weight.dtype, conv.weight.device)
+    start = [min(offsets) for offsets in _phase_offsets(scale)]
     # weights (py, px, C_out, C_in, 2, 2): the 3x3 kernel summed onto each phase's 2x2 support
     phases = torch.einsum("pja,oiab,qkb->pqoijk", taps, conv.weight, taps)
     out = nn.functional.conv2d(x, phases.flatten(0, 2), padding=1)       # (B, r*r*C_out, h+1, w+1)

@@ -42,18 +42,21 @@ class DFNModule(LightningModule):
             starts, *after* a resumed checkpoint restored its optimizer state (which otherwise
             brings back its own learning rate), e.g. ``{lr: 1e-4}`` to resume with a lower one.
             A scheduler continues from the new values.
+        channels_last: keep the network's 4-D weights, and so its convolutions' activations, in
+            channels-last memory order (NHWC), the order oneDNN's and cuDNN's fast convolutions
+            work in; the values and checkpoints are the same either way (README, "Speed").
     """
 
-    compile_target = "net"  # attribute holding the network that `compile` compiles
+    network_attribute = "net"  # attribute holding the network that `compile` and `channels_last` act on
 
     def __init__(self, optimizer: OptimizerFactory = adam, scheduler: Optional[SchedulerFactory] = None,
                  scheduler_interval: str = "step", compile: CompileMode = False,
-                 optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
+                 optimizer_overrides: Optional[dict[str, Any]] = None, channels_last: bool = True) -> None:
         super().__init__()
         if not isinstance(compile, bool) and compile not in COMPILE_MODES:
             raise ConfigError(f"model.compile must be true, false or a torch.compile mode "
                               f"({', '.join(COMPILE_MODES)}), got {compile!r}")
-        self.compile_network = compile
+        self.compile_network, self.channels_last = compile, channels_last
         if scheduler_interval not in ("step", "epoch"):
             raise ConfigError(f"model.scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -66,9 +69,12 @@ class DFNModule(LightningModule):
         return None
 
     def setup(self, stage: str) -> None:
+        network = getattr(self, self.network_attribute)
+        if self.channels_last:
+            network.to(memory_format=torch.channels_last)
         if self.compile_network and stage == "fit":
             mode = None if self.compile_network is True else self.compile_network
-            getattr(self, self.compile_target).compile(mode=mode)
+            network.compile(mode=mode)
 
     def check_optimizer(self) -> None:
         """Build the optimizer once on this model's parameters, so bad values fail at start-up."""

@@ -33,14 +33,16 @@ class SteerableFilterModel(DFNModule):
             mapped to ``theta / pi - 1`` in ``[-1, 1)``) and returning ``(B, k*k, 1, 1)``,
             e.g. ``PixelMLP(1, [64, 128], 81)``.
         kernel_size: ``k``, the generated filter size.
-        optimizer, scheduler, scheduler_interval, compile, optimizer_overrides: see
+        optimizer, scheduler, scheduler_interval, compile, optimizer_overrides, channels_last: see
             :class:`dfn.models.base.DFNModule`.
     """
 
     def __init__(self, net: nn.Module, kernel_size: int = 9, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
-                 compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides)
+                 compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None,
+                 channels_last: bool = True) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides,
+                         channels_last)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         require_positive("model.", kernel_size=kernel_size)

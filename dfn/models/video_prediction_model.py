@@ -49,17 +49,20 @@ class VideoPredictionModel(DFNModule):
         binocular: stereo only (one frame each way): the generator sees both views (the
             predictor must take a ``guide``, as :class:`~dfn.predictors.DynamicFilterPredictor`
             does, and its net ``in_channels`` must count the right view's channels too).
-        optimizer, scheduler, scheduler_interval, compile, optimizer_overrides: see
+        optimizer, scheduler, scheduler_interval, compile, optimizer_overrides,
+            channels_last: see
             :class:`dfn.models.base.DFNModule`.
     """
 
-    compile_target = "predictor"
+    network_attribute = "predictor"
 
     def __init__(self, predictor: nn.Module, frames_in: int = 10, frames_out: int = 10,
                  loss: str = "bce", smoothness_weight: float = 0.0, binocular: bool = False, optimizer: OptimizerFactory = adam,
                  scheduler: Optional[SchedulerFactory] = None, scheduler_interval: str = "step",
-                 compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides)
+                 compile: CompileMode = False, optimizer_overrides: Optional[dict[str, Any]] = None,
+                 channels_last: bool = True) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, compile, optimizer_overrides,
+                         channels_last)
         self.save_hyperparameters(ignore=["predictor"])
         if loss not in ("bce", "mse"):
             raise ConfigError(f"model.loss must be 'bce' or 'mse', got {loss!r}")

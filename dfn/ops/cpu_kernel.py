@@ -154,6 +154,6 @@ def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], stats: S
     B, C, H, W = x.shape
     dx = torch.empty_like(x)
     dlogits = torch.empty((B, w.taps, H, W), dtype=x.dtype)
-    _run("dlf_softmax_backward", x.dtype, x, logits, *_bias_args(bias), stats.m_and_r.contiguous(),
+    _run("dlf_softmax_backward", x.dtype, x, logits, *_bias_args(bias), stats.m_and_r,
          g, dx, dlogits, C, H, W, *w, fsb, fst, fsh, B)
     return dx, dlogits

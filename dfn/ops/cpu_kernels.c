@@ -311,9 +311,9 @@ static inline void block_tap_grads_##SUFFIX(const T *g, long gs, const T *x, lon
 }                                                                                                  \
                                                                                                    \
 /* out[b, c, y, :] = sum_t softmax(f)[b, t, y, :] * (x + bias)pad[b, c, y + u, : + v]: per row,    \
- * BLOCK(T) pixels at a time summed over the taps in registers. stats (B, 2, H, W), or NULL,       \
- * receives each pixel's softmax statistics for the backward: m, the taps' maximum, and r, 1 / sum \
- * of exp(l - m). */                                                                               \
+ * BLOCK(T) pixels at a time summed over the taps in registers. stats (B, 2, H, W) receives each  \
+ * pixel's softmax statistics for the backward: m, the taps' maximum, and r, 1 / sum of            \
+ * exp(l - m). */                                                                                  \
 int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, T *out,           \
                                  T *stats, long C, long H, long W, long kh, long kw, long oy,      \
                                  long ox, long fsb, long fst, long fsh, long B, int threads) {     \
@@ -334,10 +334,8 @@ int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc,
         for (long y = 0; y < H; ++y) {                                                             \
             row_exp_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                   \
                              y + 1 < H ? fsh : 0);                                                 \
-            if (stats) {                                                                           \
-                memcpy(stats + (2 * b * H + y) * W, acc, W * sizeof(T));                           \
-                memcpy(stats + ((2 * b + 1) * H + y) * W, r, W * sizeof(T));                       \
-            }                                                                                      \
+            memcpy(stats + (2 * b * H + y) * W, acc, W * sizeof(T));                               \
+            memcpy(stats + ((2 * b + 1) * H + y) * W, r, W * sizeof(T));                           \
             for (long c = 0; c < C; ++c) {                                                         \
                 T *restrict o = out + ((b * C + c) * H + y) * W;                                   \
                 for (long i0 = 0; i0 < W; i0 += n) {                                               \
