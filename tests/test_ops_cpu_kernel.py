@@ -1,5 +1,6 @@
 """The fused C kernel: built and used where a compiler exists, equal to the portable path, and
 a clean fallback where it cannot be built."""
+import os
 import shutil
 import warnings
 
@@ -98,6 +99,37 @@ def test_fused_softmax_equals_softmax_then_filter(dtype, C, bias_channels, kerne
         return (out, *torch.autograd.grad(out, inputs, g))
 
     assert_c_equals_loop_at_any_thread_count(run, dtype)
+
+
+def _cpu_flags() -> set[str]:
+    lines = open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    return set(next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), "").split())
+
+
+@needs_kernel
+@pytest.mark.parametrize("vectors,flags,needs", [
+    ("512-bit", cpu_kernel.FLAG_SETS[0], "avx512f"),            # -march=native on an AVX-512 CPU
+    ("256-bit AVX2", [f.replace("native", "haswell") for f in cpu_kernel.FLAG_SETS[0]], "avx2"),
+    ("portable", cpu_kernel.FLAG_SETS[-1], None),
+])
+def test_every_vector_width_gives_the_same_softmax_op(vectors, flags, needs, fresh_library, monkeypatch):
+    """The library built for 512-bit vectors, for AVX2 and with the portable flags: each gives the
+    tap loop's values and gradients, for rows whose width leaves partial blocks (W = 37, 70)."""
+    if needs and needs not in _cpu_flags():
+        pytest.skip(f"this CPU has no {needs} to run the {vectors} build")
+    monkeypatch.setattr(cpu_kernel, "FLAG_SETS", (flags,))
+    assert cpu_kernel.library() is not None
+    for C, kernel, W in ((1, (11, 11), 70), (3, (13, 1), 37), (2, (3, 5), 37)):
+        x = torch.randn(2, C, 6, W, requires_grad=True)
+        logits = (4 * torch.randn(2, kernel[0] * kernel[1], 6, W)).requires_grad_()
+        g = torch.randn(2, C, 6, W)
+
+        def run(backend):
+            out = dynamic_local_filter(x, logits, kernel, softmax=True, backend=backend)
+            return (out, *torch.autograd.grad(out, (x, logits), g))
+
+        for a, b in zip(run("c"), run("loop")):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @needs_kernel

@@ -28,9 +28,10 @@ SOURCE = Path(__file__).with_name("cpu_kernels.c")
 # -fno-trapping-math lets the softmax's exp loops vectorise (gcc keeps a branch otherwise), and
 # -ffp-contract=fast fuses multiply-adds (ISO C mode turns that off). A -march=native build runs
 # only on its own kind of CPU: native_build keys the cache by the processor, and falls back to the
-# portable set where the first does not build.
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp", "-std=c99", "-fno-trapping-math",
-              "-ffp-contract=fast", "-shared", "-fPIC"],
+# portable set where the first does not build. -mprefer-vector-width=512 matters on AVX-512 CPUs
+# only (gcc's default there is 256-bit vectors; cpu_kernels.c sizes its blocks to match).
+FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-std=c99",
+              "-fno-trapping-math", "-ffp-contract=fast", "-shared", "-fPIC"],
              ["-O3", "-std=c99", "-fno-trapping-math", "-ffp-contract=fast", "-shared", "-fPIC"])
              # fallback: portable, serial
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
