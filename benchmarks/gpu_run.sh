@@ -18,7 +18,8 @@
 #                   the compiled training steps below are what decides a default)
 #   train_*.json    benchmarks/train_throughput.py for each backend, then compiled (default,
 #                   reduce-overhead) with the fastest; backend.txt names the fastest eager one
-#                   among those whose tests passed
+#                   among those whose tests passed; train_<fastest>_nchw.json that backend's step
+#                   with NCHW weights (model.channels_last false), to choose the layout on CUDA
 #   run/            fit from results/checkpoints/moving_mnist_dfn_h100_step3920.ckpt (or the
 #                   run's own last.ckpt) to step 20,000 with that backend; stopped by SIGTERM
 #                   (a checkpoint of the step it stops at) when the budget runs short
@@ -123,12 +124,18 @@ failed = [line for line in open(f"{sys.argv[1]}/tests.log") if line.startswith("
 times = {}
 for path in glob.glob(f"{sys.argv[1]}/train_*.json"):
     model = json.load(open(path))["models"][0]
-    if not model["compiled"] and not any(model["backend"] in line for line in failed):
+    if not model["compiled"] and model.get("channels_last", True) and not any(model["backend"] in line for line in failed):
         times[model["backend"]] = model["seconds_per_iteration"]
 print(min(times, key=times.get) if times else "auto")       # a backend whose tests failed never trains
 EOF
 backend=$(cat "$results/backend.txt")
 log "fastest eager backend: $backend"
+out="$results/train_${backend}_nchw.json"
+if [ ! -f "$out" ]; then
+  log "training step, backend $backend, NCHW weights"
+  python benchmarks/train_throughput.py --models dfn --device "$device" --backend "$backend" \
+    --channels_last false "${train[@]}" > "$out.partial" && mv "$out.partial" "$out" || log "NCHW step failed"
+fi
 for mode in "${compile_modes[@]}"; do
   out="$results/train_${backend}_compile_$mode.json"
   [ -f "$out" ] && continue

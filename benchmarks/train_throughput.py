@@ -7,6 +7,7 @@ then ``steps`` timed ones at the same batch size; iterations/s, seconds/iteratio
 ``--compile [MODE]`` adds each model again with ``--model.init_args.compile MODE`` (torch.compile of the
 predictor; the compilation happens in the warm-up steps, which are timed separately).
 ``--backend B`` runs the DFN's dynamic filtering on backend ``B`` (:mod:`dfn.ops.backends`);
+``--channels_last false`` keeps the networks' weights NCHW (``model.channels_last``, default true);
 ``--models dfn`` leaves the baselines out; ``conv_lstm_s`` is a ConvLSTM of the size of OpenSTL's
 ConvLSTM-S for Moving MNIST (dfn's own implementation, ``dfn.predictors.ConvLSTMPredictor``, with
 four layers of 128), for a peer comparison at the same batch, threads and precision:
@@ -43,10 +44,12 @@ MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
           "conv_lstm_s": CONV_LSTM + ["--model.init_args.predictor.init_args.hidden", "[128, 128, 128, 128]"]}
 
 
-def build(config_args: list[str], batch_size: int, compile: str, device: torch.device):
+def build(config_args: list[str], batch_size: int, compile: str, device: torch.device,
+          channels_last: str = "true"):
     from dfn.harness.cli import DfnCLI
     cli = DfnCLI(args=[*config_args, "--data.init_args.batch_size", str(batch_size),
-                       "--trainer.logger", "false", "--model.init_args.compile", compile],
+                       "--trainer.logger", "false", "--model.init_args.compile", compile,
+                       "--model.init_args.channels_last", channels_last],
                  run=False)
     model, data = cli.model, cli.datamodule
     model.to(device).setup("fit")                        # compiles when asked
@@ -63,10 +66,10 @@ def step(model, optimizer, batch, autocast: torch.autocast) -> None:
 
 
 def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: str,
-            device: torch.device, precision: str, backend: str) -> dict:
+            device: torch.device, precision: str, backend: str, channels_last: str) -> dict:
     config = MODELS[name] + (["--model.init_args.predictor.init_args.backend", backend]
                              if name == "dfn" else [])
-    model, batch = build(config, batch_size, compile, device)
+    model, batch = build(config, batch_size, compile, device, channels_last)
     model.log = lambda *a, **k: None                    # no trainer attached
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -81,7 +84,7 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
     result = {"model": name, "backend": backend if name == "dfn" else None, "compiled": {"false": False, "true": True}.get(compile, compile),
-              "precision": precision, "warmup_steps": warmup,
+              "precision": precision, "channels_last": channels_last == "true", "warmup_steps": warmup,
               "warmup_seconds": warmup_seconds, "parameters": sum(p.numel() for p in model.parameters()),
               "batch_size": batch_size, "timed_steps": steps, "seconds_per_iteration": seconds,
               "iterations_per_second": 1 / seconds,
@@ -131,6 +134,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["32", "bf16"], default="32",
                         help="32 (float32; TF32 convolutions on NVIDIA GPUs) or bf16 autocast")
     parser.add_argument("--backend", default="auto", help="the DFN's dynamic filtering backend")
+    parser.add_argument("--channels_last", choices=["true", "false"], default="true",
+                        help="the networks' conv weights (and activations) channels-last")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS))
     parser.add_argument("--rounds", type=int, default=1, help="run the models this many times, alternating")
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process
@@ -139,7 +144,8 @@ def main() -> None:
     if args.only:
         print(json.dumps(measure(args.only, args.batch_size, args.warmup, args.steps,
                                  args.profile and args.only == "dfn" and args.compiled == "false", args.compiled,
-                                 torch.device(args.device), args.precision, args.backend)))
+                                 torch.device(args.device), args.precision, args.backend,
+                                 args.channels_last)))
         return
     results = []
     for round_ in range(args.rounds):
@@ -147,7 +153,8 @@ def main() -> None:
             for name in args.models.split(","):
                 cmd = [sys.executable, __file__, "--only", name, "--batch_size", str(args.batch_size),
                        "--warmup", str(args.warmup), "--steps", str(args.steps),
-                       "--device", args.device, "--precision", args.precision, "--backend", args.backend]
+                       "--device", args.device, "--precision", args.precision, "--backend", args.backend,
+                       "--channels_last", args.channels_last]
                 cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 results.append({**json.loads(out.strip().splitlines()[-1]), "round": round_})

@@ -30,7 +30,9 @@ def test_dry_run_runs_every_stage_and_resumes(tmp_path):
     ops = json.loads((results / "ops.json").read_text())
     assert ops["softmax"] and {"ours_loop", "ours_blocks", "ours_triton"} <= set(ops["cases"][0])
     train = json.loads((results / "train_auto.json").read_text())["models"][0]
-    assert train["backend"] == "auto" and train["seconds_per_iteration"] > 0
+    assert train["backend"] == "auto" and train["seconds_per_iteration"] > 0 and train["channels_last"]
+    nchw = json.loads((results / "train_auto_nchw.json").read_text())["models"][0]
+    assert not nchw["channels_last"] and nchw["seconds_per_iteration"] > 0
     test = json.loads((results / "test.json").read_text())
     assert test["global_step"] == 3921 and test["metrics"]["test/bce"] > 0
     with tarfile.open(out / "gpu_results.tar.gz") as archive:
