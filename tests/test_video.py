@@ -111,8 +111,8 @@ def test_channels_last_lays_out_the_weights_and_keeps_the_values(stage):
         prediction, _ = model(observed)
         prediction.square().sum().backward()
         results.append([prediction, *(p.grad for p in model.parameters())])
-    for nhwc, nchw in zip(*results):
-        torch.testing.assert_close(nhwc, nchw)
+    for nhwc, nchw in zip(*results):                    # equal up to the convolutions' summation order
+        torch.testing.assert_close(nhwc, nchw, rtol=1e-4, atol=1e-5)
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         assert torch.equal(a, b), name
 
