@@ -218,8 +218,12 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
     if bias is not None:
         dtype = torch.promote_types(dtype, bias.dtype)
         bias = bias.to(dtype)
-    x, filters = x.to(dtype), filters.to(dtype)
+    x = x.to(dtype)
     backend = backends.resolve(backend, x, shared)
+    # the fused kernels read NCHW filters: a conv's channels-last output changes dtype and layout
+    # in one pass (bf16 logits from autocast, (16, 81, 64, 64): 31 -> 7.5 ms forward + backward)
+    fused = backend in ("c", "triton")
+    filters = filters.to(dtype, memory_format=torch.contiguous_format if fused else torch.preserve_format)
     if backend == "triton":
         return backends.triton_ops().local_filter(
             x.contiguous(), filters.contiguous(), None if bias is None else bias.contiguous(),
