@@ -44,7 +44,8 @@ class DFNModule(LightningModule):
             A scheduler continues from the new values.
         channels_last: keep the network's 4-D weights, and so its convolutions' activations, in
             channels-last memory order (NHWC), the order oneDNN's and cuDNN's fast convolutions
-            work in; the values and checkpoints are the same either way (README, "Memory layout").
+            work in; the values (to rounding) and the checkpoints are the same either way (README,
+            "Memory layout").
     """
 
     network_attribute = "net"  # attribute holding the network that `compile` and `channels_last` act on
