@@ -93,13 +93,14 @@ def test_predictor_shapes_and_feedback():
     torch.testing.assert_close(filters.sum(2), torch.ones(2, 4, 32, 32))
 
 
-@pytest.mark.parametrize("stage", ["fit", "predict"])
-def test_channels_last_lays_out_the_weights_and_keeps_the_values(stage):
+@pytest.mark.parametrize("stage,backend", [("fit", "auto"), ("predict", "auto"), ("fit", "blocks")])
+def test_channels_last_lays_out_the_weights_and_keeps_the_values(stage, backend):
     """``channels_last`` (the default) turns the network's conv weights NHWC at setup, for every
-    stage; predictions, gradients and the state dict's values stay those of the NCHW network."""
+    stage; predictions, gradients and the state dict's values stay those of the NCHW network, on
+    the CPU's backend and on the GPU's default (``blocks``), which take the NHWC logits as they are."""
     torch.manual_seed(0)
-    models = [VideoPredictionModel(tiny_predictor(), frames_in=3, frames_out=2, channels_last=flag)
-              for flag in (True, False)]
+    models = [VideoPredictionModel(tiny_predictor(backend=backend), frames_in=3, frames_out=2,
+                                   channels_last=flag) for flag in (True, False)]
     models[1].load_state_dict(models[0].state_dict())
     observed = torch.rand(2, 3, 1, 32, 32)
     results = []
