@@ -56,3 +56,22 @@ def test_wrong_image_size_for_untied_bias_is_named():
     net = EncoderDecoder(recurrent_convs=0, untied_bias=[0], image_size=64)
     with pytest.raises(ValueError, match="image_size"):
         net(torch.randn(1, 1, 32, 32))
+
+
+def test_the_zero_state_update_runs_once_for_the_batch_and_changes_nothing():
+    """``hidden=None`` (h_0 = 0) runs the recurrent convs on one zero sample and broadcasts it:
+    the state, and every parameter's gradient, equal those from a batch of explicit zeros."""
+    torch.manual_seed(0)
+    net = EncoderDecoder(encoder=[4, 8], encoder_strides=[1, 2], decoder=[8], upsampled=[4],
+                         head=[8, 9], image_size=16)
+    for p in net.recurrent.parameters():           # non-zero biases: R(0) is not zero
+        torch.nn.init.normal_(p)
+    x = torch.rand(3, 1, 16, 16)
+    results = []
+    for hidden in (None, torch.zeros(3, 8, 8, 8)):
+        net.zero_grad()
+        h = net.encode(x, hidden)
+        h.square().sum().backward()
+        results.append([h, *(p.grad.clone() for p in net.parameters() if p.grad is not None)])
+    for once, per_sample in zip(*results):
+        torch.testing.assert_close(once, per_sample)

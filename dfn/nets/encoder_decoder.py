@@ -120,8 +120,8 @@ class EncoderDecoder(nn.Module):
         ``hidden (B, C_enc, S/r, S/r)`` or ``None`` (zeros) -> ``h (B, C_enc, S/r, S/r)``. The
         recurrent predictor calls this alone for observed frames whose filters it does not use."""
         h = self._run(self.encoder, x)
-        if self.recurrent_state:
-            previous = torch.zeros_like(h) if hidden is None else hidden
+        if self.recurrent_state:           # h_0 = 0 is every sample's: its update runs once, broadcast
+            previous = torch.zeros_like(h[:1]) if hidden is None else hidden
             h = h + self._run(self.recurrent, previous)
         return h
 
