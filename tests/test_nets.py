@@ -73,5 +73,5 @@ def test_the_zero_state_update_runs_once_for_the_batch_and_changes_nothing():
         h = net.encode(x, hidden)
         h.square().sum().backward()
         results.append([h, *(p.grad.clone() for p in net.parameters() if p.grad is not None)])
-    for once, per_sample in zip(*results):
-        torch.testing.assert_close(once, per_sample)
+    for once, per_sample in zip(*results):           # to the convolutions' summation order
+        torch.testing.assert_close(once, per_sample, rtol=1e-4, atol=1e-5)
