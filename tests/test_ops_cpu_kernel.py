@@ -1,6 +1,5 @@
 """The fused C kernel: built and used where a compiler exists, equal to the portable path, and
 a clean fallback where it cannot be built."""
-import os
 import shutil
 import warnings
 
@@ -9,6 +8,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from dfn.ops import cpu_kernel, dynamic_local_filter
+from dfn.ops.profiling import cpu_features
 
 
 @pytest.fixture
@@ -101,11 +101,6 @@ def test_fused_softmax_equals_softmax_then_filter(dtype, C, bias_channels, kerne
     assert_c_equals_loop_at_any_thread_count(run, dtype)
 
 
-def _cpu_flags() -> set[str]:
-    lines = open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []
-    return set(next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), "").split())
-
-
 @needs_kernel
 @pytest.mark.parametrize("vectors,flags,needs", [
     ("512-bit", cpu_kernel.FLAG_SETS[0], "avx512f"),            # -march=native on an AVX-512 CPU
@@ -115,7 +110,7 @@ def _cpu_flags() -> set[str]:
 def test_every_vector_width_gives_the_same_softmax_op(vectors, flags, needs, fresh_library, monkeypatch):
     """The library built for 512-bit vectors, for AVX2 and with the portable flags: each gives the
     tap loop's values and gradients, for rows whose width leaves partial blocks (W = 37, 70)."""
-    if needs and needs not in _cpu_flags():
+    if needs and not cpu_features()[needs]:
         pytest.skip(f"this CPU has no {needs} to run the {vectors} build")
     monkeypatch.setattr(cpu_kernel, "FLAG_SETS", (flags,))
     assert cpu_kernel.library() is not None

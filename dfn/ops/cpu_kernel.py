@@ -62,8 +62,7 @@ def _in_kernel_precision(op: Callable[..., Result]) -> Callable[..., Result]:
         work = accumulation_dtype(dtype)
         if work == dtype:
             return op(*args)
-        out = op(*(a.to(work, memory_format=torch.contiguous_format) if isinstance(a, Tensor) else a
-                   for a in args))
+        out = op(*(a.to(work) if isinstance(a, Tensor) else a for a in args))
         if isinstance(out, Tensor):
             return out.to(dtype)
         return tuple(t if isinstance(t, SoftmaxStats) else t.to(dtype) for t in out)

@@ -220,10 +220,10 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         bias = bias.to(dtype)
     x = x.to(dtype)
     backend = backends.resolve(backend, x, shared)
-    # the fused kernels read NCHW filters: a conv's channels-last output changes dtype and layout
-    # in one pass (bf16 logits from autocast, (16, 81, 64, 64): 31 -> 7.5 ms forward + backward)
-    fused = backend in ("c", "triton")
-    filters = filters.to(dtype, memory_format=torch.contiguous_format if fused else torch.preserve_format)
+    # the fused kernels read rows of unit stride: a conv's channels-last output (bf16 logits under
+    # autocast) changes dtype and layout in one copy; NCHW views (a slice of theta) stay views
+    to_nchw = backend in ("c", "triton") and filters.stride(-1) != 1
+    filters = filters.to(dtype, memory_format=torch.contiguous_format if to_nchw else torch.preserve_format)
     if backend == "triton":
         return backends.triton_ops().local_filter(
             x.contiguous(), filters.contiguous(), None if bias is None else bias.contiguous(),
