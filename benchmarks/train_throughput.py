@@ -14,10 +14,15 @@ four layers of 128), for a peer comparison at the same batch, threads and precis
 ``dfn_speedup`` in the JSON is each model's step time over the DFN's. ``--rounds N`` runs the list
 of models N times, alternating, so that a shared machine's drift falls on every model alike:
 ``dfn_speedup`` then compares the medians over the rounds, ``dfn_speedup_per_round`` each round.
+``--convolutions`` records every convolution of one more step (forward and backward,
+:class:`dfn.ops.profiling.ConvolutionLog`) and times each alone on fresh tensors: ``convolution_seconds_alone`` is a floor under the step for as long as its
+convolutions run on this library (oneDNN on the CPU), and ``dfn_speedup_ceiling`` each other
+model's step over the DFN's floor: the most any work outside the convolutions could bring.
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
     python benchmarks/train_throughput.py --models dfn,conv_lstm_s --steps 2 --rounds 3 [--precision bf16]
+    python benchmarks/train_throughput.py --models dfn,conv_lstm_s --warmup 2 --steps 3 --convolutions
     python benchmarks/train_throughput.py --device cuda --warmup 5 --steps 50 --profile   # on a GPU
 
 On a GPU, ``--precision bf16`` runs the steps under ``torch.autocast`` (as ``bf16-mixed``), peak
@@ -35,7 +40,7 @@ import time
 
 import torch
 
-from dfn.ops.profiling import machine, synchronize
+from dfn.ops.profiling import ConvolutionLog, machine, synchronize
 
 CONV_LSTM = ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]
 MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
@@ -66,7 +71,8 @@ def step(model, optimizer, batch, autocast: torch.autocast) -> None:
 
 
 def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, compile: str,
-            device: torch.device, precision: str, backend: str, channels_last: str) -> dict:
+            device: torch.device, precision: str, backend: str, channels_last: str,
+            convolutions: bool = False) -> dict:
     config = MODELS[name] + (["--model.init_args.predictor.init_args.backend", backend]
                              if name == "dfn" else [])
     model, batch = build(config, batch_size, compile, device, channels_last)
@@ -91,6 +97,12 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
               "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
         result["peak_gpu_memory_MB"] = torch.cuda.max_memory_allocated(device) / 2**20
+    if convolutions:
+        with ConvolutionLog() as log:
+            step(model, optimizer, batch, autocast)
+        result.update(convolution_calls=sum(log.calls.values()),
+                      convolution_multiply_adds_forward=log.multiply_adds(),
+                      convolution_seconds_alone=log.seconds_alone())
     if profile:
         result["profile_one_step"] = profile_step(model, optimizer, batch, autocast, device)
     return result
@@ -136,6 +148,8 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", help="the DFN's dynamic filtering backend")
     parser.add_argument("--channels_last", choices=["true", "false"], default="true",
                         help="the networks' conv weights (and activations) channels-last")
+    parser.add_argument("--convolutions", action="store_true",
+                        help="time each model's convolutions alone: a floor under its step")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS))
     parser.add_argument("--rounds", type=int, default=1, help="run the models this many times, alternating")
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process
@@ -145,7 +159,7 @@ def main() -> None:
         print(json.dumps(measure(args.only, args.batch_size, args.warmup, args.steps,
                                  args.profile and args.only == "dfn" and args.compiled == "false", args.compiled,
                                  torch.device(args.device), args.precision, args.backend,
-                                 args.channels_last)))
+                                 args.channels_last, args.convolutions)))
         return
     results = []
     for round_ in range(args.rounds):
@@ -156,6 +170,7 @@ def main() -> None:
                        "--device", args.device, "--precision", args.precision, "--backend", args.backend,
                        "--channels_last", args.channels_last]
                 cmd += (["--profile"] if args.profile else []) + ["--compiled", compiled]
+                cmd += ["--convolutions"] if args.convolutions else []
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 results.append({**json.loads(out.strip().splitlines()[-1]), "round": round_})
     report = {"command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
@@ -163,21 +178,25 @@ def main() -> None:
                           "device": (torch.cuda.get_device_name(args.device)
                                      if args.device.startswith("cuda") else "cpu")},
               "models": results, "dfn_speedup": speedups(results)}
+    if args.convolutions:
+        report["dfn_speedup_ceiling"] = speedups(results, floor="convolution_seconds_alone")
     if args.rounds > 1:
         report["dfn_speedup_per_round"] = [speedups([r for r in results if r["round"] == k])
                                            for k in range(args.rounds)]
     print(json.dumps(report, indent=2))
 
 
-def speedups(results: list[dict]) -> dict[str, float]:
+def speedups(results: list[dict], floor: str = "seconds_per_iteration") -> dict[str, float]:
     """Each other model's median seconds per iteration (over the rounds) over the DFN's, measured
-    alike (same compile mode)."""
+    alike (same compile mode); with ``floor="convolution_seconds_alone"``, over the DFN's
+    convolutions alone."""
     def key(r: dict) -> str:
         return f"{r['model']}{'' if r['compiled'] is False else '_compiled'}"
 
     seconds: dict[tuple[str, object], list[float]] = {}
     for r in results:
-        seconds.setdefault((r["model"], r["compiled"]), []).append(r["seconds_per_iteration"])
+        seconds.setdefault((r["model"], r["compiled"]), []).append(
+            r[floor if r["model"] == "dfn" else "seconds_per_iteration"])
     median = {k: statistics.median(v) for k, v in seconds.items()}
     return {key(r): median[r["model"], r["compiled"]] / median["dfn", r["compiled"]]
             for r in results if r["model"] != "dfn" and ("dfn", r["compiled"]) in median}

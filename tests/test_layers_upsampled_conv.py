@@ -48,3 +48,14 @@ def test_the_nets_decoder_gives_the_upsample_first_values(upsampled):
         y = net.act(layer(y))
     expected = net.head[1](y)
     torch.testing.assert_close(net.decode(h), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_input_gives_channels_last_output():
+    """The models run channels-last (``model.channels_last``): the upsampled conv hands the next
+    conv its output in that layout, with no conversion between them."""
+    conv = nn.Conv2d(4, 6, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 4, 5, 5).to(memory_format=torch.channels_last)
+    out = upsampled_conv(x, conv, 2)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    expected = conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

@@ -1,6 +1,7 @@
 """Measurement helpers shared by the benchmarks and the tests."""
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def saved_tensor_bytes(build_graph: Callable[[], object]) -> int:
@@ -90,3 +92,63 @@ def machine() -> dict:
     """What a benchmark JSON records of the machine it ran on."""
     return {"cpu": cpu_name(), "cpu_features": cpu_features(), "platform": platform.platform(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+class ConvolutionLog(TorchDispatchMode):
+    """Records the convolutions that run inside it, forward and backward, each as its operator
+    and arguments, the tensors by their metadata alone (shape, strides, dtype, device):
+    ``calls`` maps each distinct call to how many times it ran. Use as a context manager around
+    a training step (backward included), then :meth:`seconds_alone`."""
+
+    OPERATORS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[tuple, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.OPERATORS:
+            key = (func, tuple(_describe(a) for a in args))
+            self.calls[key] = self.calls.get(key, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+    def seconds_alone(self, repeats: int = 5, warmup: int = 2) -> float:
+        """The recorded calls' total time when each runs alone on fresh tensors of its recorded
+        layout (random values): the median of ``repeats`` runs per distinct call, times its count.
+        A lower bound on a step's time for as long as its convolutions run on this library."""
+        total = 0.0
+        for (func, described), count in self.calls.items():
+            args = [_materialise(a) for a in described]
+            device = next(a.device for a in args if isinstance(a, torch.Tensor))
+            total += count * median_seconds(lambda: func(*args), repeats, warmup, device)
+        return total
+
+    def multiply_adds(self) -> int:
+        """Multiply-adds of the recorded forward calls (each backward call does one or two times
+        as many: input and weight gradients)."""
+        total = 0
+        for (func, described), count in self.calls.items():
+            if func is torch.ops.aten.convolution.default:
+                weight = described[1]
+                out = torch.ops.aten.convolution.default(*(_materialise(a, "meta") for a in described))
+                total += count * out.numel() * math.prod(weight[1][1:])
+        return total
+
+
+def _describe(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), tuple(value.stride()), value.dtype, value.device)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _materialise(value: object, device: torch.device | str | None = None) -> object:
+    """A described tensor made anew (random values over its own storage, so expanded and
+    overlapping layouts stay as recorded), on ``device`` if given (``"meta"``: shapes only)."""
+    if not (isinstance(value, tuple) and len(value) == 5 and value[0] == "tensor"):
+        return list(value) if isinstance(value, tuple) else value
+    _, shape, stride, dtype, own_device = value
+    size = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if all(shape) else 0
+    storage = torch.empty(size, dtype=dtype, device=device or own_device)
+    if storage.device.type != "meta":
+        storage.normal_()
+    return storage.as_strided(shape, stride)

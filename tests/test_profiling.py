@@ -1,0 +1,27 @@
+"""dfn.ops.profiling.ConvolutionLog: what the peer comparison's floor (``train_throughput.py
+--convolutions``) is made of: every convolution of a step, forward and backward, counted and
+replayed alone in its recorded layout."""
+import torch
+from torch import nn
+
+from dfn.ops.profiling import ConvolutionLog
+
+
+def test_records_each_forward_and_backward_call_with_its_layout_and_work():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1, stride=2))
+    net = net.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 16, 16).to(memory_format=torch.channels_last)
+    with ConvolutionLog() as log:
+        for _ in range(3):
+            net(x).sum().backward()
+    forward = {k: n for k, n in log.calls.items() if k[0] is torch.ops.aten.convolution.default}
+    backward = {k: n for k, n in log.calls.items() if k[0] is torch.ops.aten.convolution_backward.default}
+    assert sorted(forward.values()) == [3, 3] and sorted(backward.values()) == [3, 3]
+    first_input = next(k[1][0] for k in forward if k[1][1][1] == (8, 3, 3, 3))
+    assert first_input[1] == (2, 3, 16, 16) and first_input[2] == x.stride()    # channels-last kept
+    # the first layer's input needs no gradient: its backward computes the weights' and bias' alone
+    masks = sorted(k[1][-1] for k in backward)
+    assert masks == [(False, True, True), (True, True, True)]
+    assert log.multiply_adds() == 3 * (2 * 8 * 16 * 16 * 27 + 2 * 4 * 8 * 8 * 8)
+    assert 0 < log.seconds_alone(repeats=1, warmup=0) < 10
