@@ -40,5 +40,6 @@ def upsampled_conv(x: Tensor, conv: nn.Conv2d, scale: int) -> Tensor:
     # (C_in, C_out, scale + 2, scale + 2): the layout conv_transpose2d takes
     kernel = torch.einsum("ka,oiab,lb->iokl", taps, conv.weight, taps)
     out = nn.functional.conv_transpose2d(x, kernel, stride=scale, padding=1)
-    # the bias added apart: oneDNN's transposed-conv bias gradient took 15-20 ms where a sum takes 0.6
-    return out if conv.bias is None else out.add_(conv.bias[:, None, None])
+    # the bias added apart (oneDNN's transposed-conv bias gradient took 15-20 ms where a sum takes
+    # 0.6), in the output's dtype (a float32 bias onto bf16 took 10x as long)
+    return out if conv.bias is None else out.add_(conv.bias.to(out.dtype)[:, None, None])

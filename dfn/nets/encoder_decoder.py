@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from dfn.errors import ConfigError, require_positive
+from dfn.layers.pointwise_conv import pointwise_conv
 from dfn.layers.untied_bias_conv import UntiedBiasConv2d
 from dfn.layers.upsampled_conv import upsampled_conv
 from dfn.nets.output_start import start_linear_output
@@ -108,11 +109,9 @@ class EncoderDecoder(nn.Module):
     def recurrent_state(self) -> bool:
         return len(self.recurrent) > 0
 
-    def _run(self, layers: Sequence[nn.Module], x: Tensor, last_linear: bool = False) -> Tensor:
-        for i, layer in enumerate(layers):
-            x = layer(x)
-            if not (last_linear and i == len(layers) - 1):
-                x = self.act(x)
+    def _run(self, layers: Sequence[nn.Module], x: Tensor) -> Tensor:
+        for layer in layers:
+            x = self.act(layer(x))
         return x
 
     def encode(self, x: Tensor, hidden: Optional[Tensor] = None) -> Tensor:
@@ -128,7 +127,8 @@ class EncoderDecoder(nn.Module):
     def decode(self, h: Tensor) -> Tensor:
         """``h (B, C_enc, S/r, S/r)`` -> ``theta (B, out_channels, S, S)``. The first upsampled
         conv runs on the nearest-upsampled image at the low resolution (:func:`upsampled_conv`:
-        the same values, 2.25x fewer multiply-adds)."""
+        the same values, 2.25x fewer multiply-adds); the last, linear 1x1 conv writes ``theta``
+        as channel planes whatever the network's layout (:func:`pointwise_conv`)."""
         y = self._run(self.decoder, h)
         upsampled = list(self.upsampled)
         if self.scale > 1 and upsampled:
@@ -136,8 +136,8 @@ class EncoderDecoder(nn.Module):
             upsampled = upsampled[1:]
         elif self.scale > 1:
             y = nn.functional.interpolate(y, scale_factor=self.scale, mode="nearest")
-        y = self._run(upsampled, y)
-        return self._run(self.head, y, last_linear=True)
+        y = self._run([*upsampled, *self.head[:-1]], y)
+        return pointwise_conv(y, self.head[-1].weight, self.head[-1].bias)
 
     def advance(self, x: Tensor, hidden: Optional[Tensor] = None) -> Optional[Tensor]:
         """The recurrent state after ``x`` when its filters are not needed: the encoder alone
