@@ -25,3 +25,13 @@ def test_records_each_forward_and_backward_call_with_its_layout_and_work():
     assert masks == [(False, True, True), (True, True, True)]
     assert log.multiply_adds() == 3 * (2 * 8 * 16 * 16 * 27 + 2 * 4 * 8 * 8 * 8)
     assert 0 < log.seconds_alone(repeats=1, warmup=0) < 10
+
+
+def test_a_transposed_convolution_counts_each_input_pixels_taps():
+    x = torch.randn(2, 3, 5, 5)
+    weight = torch.randn(3, 4, 4, 4)                     # (C_in, C_out, kh, kw)
+    with ConvolutionLog() as log:
+        out = torch.nn.functional.conv_transpose2d(x, weight, stride=2, padding=1)
+    assert out.shape == (2, 4, 10, 10)
+    # 16 taps per input pixel and output channel = 4 per output pixel and input channel
+    assert log.multiply_adds() == 2 * 3 * 25 * 4 * 16 == 2 * 4 * 100 * 3 * 4

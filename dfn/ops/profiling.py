@@ -125,13 +125,15 @@ class ConvolutionLog(TorchDispatchMode):
 
     def multiply_adds(self) -> int:
         """Multiply-adds of the recorded forward calls (each backward call does one or two times
-        as many: input and weight gradients)."""
+        as many: input and weight gradients): each output pixel's taps, or for a transposed
+        convolution each input pixel's (its weights are ``(C_in, C_out / groups, kh, kw)``)."""
         total = 0
         for (func, described), count in self.calls.items():
             if func is torch.ops.aten.convolution.default:
-                weight = described[1]
+                x, weight, transposed = described[0], described[1], described[6]
                 out = torch.ops.aten.convolution.default(*(_materialise(a, "meta") for a in described))
-                total += count * out.numel() * math.prod(weight[1][1:])
+                pixels = math.prod(x[1]) if transposed else out.numel()
+                total += count * pixels * math.prod(weight[1][1:])
         return total
 
 
