@@ -14,10 +14,11 @@ four layers of 128), for a peer comparison at the same batch, threads and precis
 ``dfn_speedup`` in the JSON is each model's step time over the DFN's. ``--rounds N`` runs the list
 of models N times, alternating, so that a shared machine's drift falls on every model alike:
 ``dfn_speedup`` then compares the medians over the rounds, ``dfn_speedup_per_round`` each round.
-``--convolutions`` records every convolution of one more step (forward and backward,
-:class:`dfn.ops.profiling.ConvolutionLog`) and times each alone on fresh tensors: ``convolution_seconds_alone`` is a floor under the step for as long as its
-convolutions run on this library (oneDNN on the CPU), and ``dfn_speedup_ceiling`` each other
-model's step over the DFN's floor: the most any work outside the convolutions could bring.
+``--convolutions`` records every convolution and matrix product of one more step (forward and
+backward, :class:`dfn.ops.profiling.ConvolutionLog`) and times each alone on fresh tensors:
+``convolution_seconds_alone`` is a floor under the step for as long as they run on this library
+(oneDNN on the CPU), and ``dfn_speedup_ceiling`` each other model's step over the DFN's floor:
+the most that any work outside them could bring.
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--channels_last", choices=["true", "false"], default="true",
                         help="the networks' conv weights (and activations) channels-last")
     parser.add_argument("--convolutions", action="store_true",
-                        help="time each model's convolutions alone: a floor under its step")
+                        help="time each model's convolutions and matrix products alone: a floor under its step")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS))
     parser.add_argument("--rounds", type=int, default=1, help="run the models this many times, alternating")
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)  # child process

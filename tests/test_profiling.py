@@ -27,6 +27,17 @@ def test_records_each_forward_and_backward_call_with_its_layout_and_work():
     assert 0 < log.seconds_alone(repeats=1, warmup=0) < 10
 
 
+def test_records_the_matrix_products_of_a_pointwise_conv():
+    from dfn.layers import pointwise_conv
+    x = torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(5, 3, 1, 1, requires_grad=True)
+    with ConvolutionLog() as log:
+        pointwise_conv(x, weight).sum().backward()
+    products = [k for k in log.calls if k[0] in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default)]
+    assert len(products) >= 3                            # forward, input and weight gradients
+    assert log.multiply_adds() == 0 and log.seconds_alone(repeats=1, warmup=0) > 0
+
+
 def test_a_transposed_convolution_counts_each_input_pixels_taps():
     x = torch.randn(2, 3, 5, 5)
     weight = torch.randn(3, 4, 4, 4)                     # (C_in, C_out, kh, kw)

@@ -95,12 +95,14 @@ def machine() -> dict:
 
 
 class ConvolutionLog(TorchDispatchMode):
-    """Records the convolutions that run inside it, forward and backward, each as its operator
-    and arguments, the tensors by their metadata alone (shape, strides, dtype, device):
-    ``calls`` maps each distinct call to how many times it ran. Use as a context manager around
-    a training step (backward included), then :meth:`seconds_alone`."""
+    """Records the convolutions that run inside it, forward and backward, and the matrix products
+    (a 1x1 conv may run as one, :func:`dfn.layers.pointwise_conv`), each as its operator and
+    arguments, the tensors by their metadata alone (shape, strides, dtype, device): ``calls`` maps
+    each distinct call to how many times it ran. Use as a context manager around a training step
+    (backward included), then :meth:`seconds_alone`."""
 
-    OPERATORS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+    OPERATORS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default,
+                 torch.ops.aten.mm.default, torch.ops.aten.bmm.default)
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,8 +126,9 @@ class ConvolutionLog(TorchDispatchMode):
         return total
 
     def multiply_adds(self) -> int:
-        """Multiply-adds of the recorded forward calls (each backward call does one or two times
-        as many: input and weight gradients): each output pixel's taps, or for a transposed
+        """Multiply-adds of the recorded forward convolutions (each backward call does one or two
+        times as many: input and weight gradients; matrix products are not counted): each output
+        pixel's taps, or for a transposed
         convolution each input pixel's (its weights are ``(C_in, C_out / groups, kh, kw)``)."""
         total = 0
         for (func, described), count in self.calls.items():
