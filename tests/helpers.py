@@ -8,6 +8,12 @@ from lightning.pytorch import Callback
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def output_and_grads(fn, params: list[torch.Tensor], grad_output: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``fn()``'s output and the gradients of ``params`` for the output gradient ``grad_output``."""
+    out = fn()
+    return (out, *torch.autograd.grad(out, params, grad_output))
+
+
 def assert_same_weights(run_a: Path, run_b: Path) -> None:
     """The ``last.ckpt`` of two run directories hold the same parameters, bit for bit."""
     a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (run_a, run_b))

@@ -2,15 +2,11 @@
 either input layout and under bf16 autocast, the output NCHW, the input's gradient in its layout."""
 import pytest
 import torch
+from helpers import output_and_grads
 from torch import nn
 
 from dfn.layers.pointwise_conv import pointwise_conv
 from dfn.nets import EncoderDecoder
-
-
-def run(fn, params, g):
-    out = fn()
-    return (out, *torch.autograd.grad(out, params, g))
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -22,8 +18,8 @@ def test_equals_the_conv_with_its_gradients(channels_last, bias):
     x = torch.randn(3, 6, 7, 4, dtype=torch.double).to(memory_format=layout).requires_grad_()
     g = torch.randn(3, 5, 7, 4, dtype=torch.double)
     params = [x, *conv.parameters()]
-    ours = run(lambda: pointwise_conv(x, conv.weight, conv.bias), params, g)
-    for a, b in zip(ours, run(lambda: conv(x), params, g)):
+    ours = output_and_grads(lambda: pointwise_conv(x, conv.weight, conv.bias), params, g)
+    for a, b in zip(ours, output_and_grads(lambda: conv(x), params, g)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert ours[0].is_contiguous()                                      # planes, whatever x's layout
     assert ours[1].stride() == x.stride()                                # x's gradient in x's layout
@@ -45,8 +41,8 @@ def test_under_bf16_autocast_as_the_conv():
     g = torch.randn(2, 81, 16, 16)
     params = [x, *conv.parameters()]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours = run(lambda: pointwise_conv(x, conv.weight, conv.bias), params, g)
-        theirs = run(lambda: conv(x), params, g)
+        ours = output_and_grads(lambda: pointwise_conv(x, conv.weight, conv.bias), params, g)
+        theirs = output_and_grads(lambda: conv(x), params, g)
     assert ours[0].dtype == theirs[0].dtype == torch.bfloat16
     for a, b in zip(ours, theirs):
         assert a.dtype == b.dtype

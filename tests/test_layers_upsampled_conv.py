@@ -2,6 +2,7 @@
 gradients of upsampling first, at any scale and size."""
 import pytest
 import torch
+from helpers import output_and_grads
 from torch import nn
 
 from dfn.layers.upsampled_conv import upsampled_conv
@@ -16,13 +17,9 @@ def test_equals_conv_of_the_upsampled_image_with_its_gradients(scale, bias):
     x = torch.randn(2, 5, 7, 6, dtype=torch.double, requires_grad=True)
     g = torch.randn(2, 4, 7 * scale, 6 * scale, dtype=torch.double)
     params = [x, *conv.parameters()]
-
-    def run(fn):
-        out = fn()
-        return (out, *torch.autograd.grad(out, params, g))
-
-    ours = run(lambda: upsampled_conv(x, conv, scale))
-    upsampled_first = run(lambda: conv(nn.functional.interpolate(x, scale_factor=scale, mode="nearest")))
+    ours = output_and_grads(lambda: upsampled_conv(x, conv, scale), params, g)
+    upsampled_first = output_and_grads(
+        lambda: conv(nn.functional.interpolate(x, scale_factor=scale, mode="nearest")), params, g)
     for a, b in zip(ours, upsampled_first):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 

@@ -128,8 +128,8 @@ class ConvolutionLog(TorchDispatchMode):
     def multiply_adds(self) -> int:
         """Multiply-adds of the recorded forward convolutions (each backward call does one or two
         times as many: input and weight gradients; matrix products are not counted): each output
-        pixel's taps, or for a transposed
-        convolution each input pixel's (its weights are ``(C_in, C_out / groups, kh, kw)``)."""
+        pixel's taps, or for a transposed convolution each input pixel's (its weights are
+        ``(C_in, C_out / groups, kh, kw)``)."""
         total = 0
         for (func, described), count in self.calls.items():
             if func is torch.ops.aten.convolution.default:
