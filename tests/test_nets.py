@@ -75,3 +75,25 @@ def test_the_zero_state_update_runs_once_for_the_batch_and_changes_nothing():
         results.append([h, *(p.grad.clone() for p in net.parameters() if p.grad is not None)])
     for once, per_sample in zip(*results):           # to the convolutions' summation order
         torch.testing.assert_close(once, per_sample, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("negative_slope", [0.01, -0.5])
+def test_in_place_activations_give_the_out_of_place_values_and_gradients(negative_slope):
+    """The activations overwrite their convs' outputs where the slope allows it (>= 0): the
+    outputs and every gradient equal those of out-of-place activations, through the recurrence."""
+    torch.manual_seed(0)
+    net = EncoderDecoder(encoder=[4, 8], encoder_strides=[1, 2], decoder=[8], upsampled=[4, 4],
+                         head=[8, 9], image_size=16, negative_slope=negative_slope).double()
+    assert net.act.inplace == (negative_slope >= 0)
+    x = torch.rand(3, 2, 1, 16, 16, dtype=torch.float64, requires_grad=True)
+    results = []
+    for inplace in (net.act.inplace, False):
+        net.act.inplace = inplace
+        net.zero_grad()
+        x.grad = None
+        theta, h = net(x[:, 0])
+        theta2, _ = net(x[:, 1], h)
+        (theta.square().sum() + theta2.sin().sum()).backward()
+        results.append([theta, theta2, x.grad.clone(), *(p.grad.clone() for p in net.parameters())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -64,7 +64,11 @@ class EncoderDecoder(nn.Module):
                              "same, non-zero length, and head must not be empty")
         if any(i < 0 or i >= len(encoder) for i in untied_bias):
             raise ConfigError(f"untied_bias indices {list(untied_bias)} must index the encoder layers")
-        self.act = nn.LeakyReLU(negative_slope)
+        # in place: each activation overwrites its conv's output, which nothing else keeps (a conv
+        # saves its input for the backward, not its output); the backward reads the sign from the
+        # result, which needs a slope >= 0. Measured on a 2-core AVX-512 VM, Moving MNIST, batch
+        # 16: float32 steps 10 % shorter (no fresh allocation per layer), bf16 5 %.
+        self.act = nn.LeakyReLU(negative_slope, inplace=negative_slope >= 0)
         self.scale = math.prod(strides)
         self.encoder = nn.ModuleList()
         size, width = image_size, in_channels
