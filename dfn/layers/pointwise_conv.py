@@ -34,7 +34,10 @@ class _PointwiseConv(torch.autograd.Function):
         B, _, H, W = x.shape
         with torch.autocast(device, enabled=False):
             x, weight = x.to(dtype), weight.flatten(1).to(dtype)
-            out = torch.matmul(weight, x.flatten(2))             # (B, C_out, H*W): a view of x either way
+            # bmm, not matmul: matmul folds a channels-last x into one (B*H*W, C_in) product whose
+            # result it copies into planes (with the bias gradient below, forward + backward at
+            # B=16, 128 -> 81 channels, 64x64, on an AVX-512 VM: float32 42 -> 35 ms, bf16 21 -> 19)
+            out = torch.bmm(weight.expand(B, -1, -1), x.flatten(2))  # (B, C_out, H*W); x.flatten(2) is a view
             if bias is not None:
                 out += bias.to(dtype)[:, None]
         ctx.save_for_backward(x, weight)
@@ -51,13 +54,14 @@ class _PointwiseConv(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-                grad_x = torch.matmul(g.transpose(1, 2), weight).view(B, H, W, C).permute(0, 3, 1, 2)
+                grad_x = torch.bmm(g.transpose(1, 2), weight.expand(B, -1, -1)).view(B, H, W, C).permute(0, 3, 1, 2)
             else:
-                grad_x = torch.matmul(weight.t(), g).view(B, C, H, W)
+                grad_x = torch.bmm(weight.t().expand(B, -1, -1), g).view(B, C, H, W)
             grad_x = grad_x.to(x_dtype)
         if ctx.needs_input_grad[1]:
             pixels = x.flatten(2).transpose(1, 2)                 # (B, H*W, C_in)
-            grad_weight = torch.matmul(g, pixels).sum(0, dtype=total).to(weight_dtype)[:, :, None, None]
+            grad_weight = torch.bmm(g, pixels).sum(0, dtype=total).to(weight_dtype)[:, :, None, None]
         if bias_dtype is not None and ctx.needs_input_grad[2]:
-            grad_bias = g.sum((0, 2), dtype=total).to(bias_dtype)
+            # per image first: a sum over (0, 2) with a dtype copies all of g to it first
+            grad_bias = g.sum(2, dtype=total).sum(0).to(bias_dtype)
         return grad_x, grad_weight, grad_bias
