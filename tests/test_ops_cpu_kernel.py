@@ -125,6 +125,23 @@ def test_every_vector_width_gives_the_same_softmax_op(vectors, flags, needs, fre
 
         for a, b in zip(run("c"), run("loop")):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert_bfloat16_logits_read_as_widened(x.detach(), logits.detach(), g, kernel)
+
+
+def assert_bfloat16_logits_read_as_widened(x, logits, g, kernel, bias=None) -> None:
+    """bfloat16 logits beside a float32 image (the generator's output under autocast): the output
+    and the image's gradient are those of the same logits widened to float32, bit for bit, and
+    the logits' gradient is bfloat16, the float32 one rounded once."""
+    half = logits.bfloat16().requires_grad_()
+    wide = half.detach().float().requires_grad_()
+    results = []
+    for l in (half, wide):
+        xi = x.detach().requires_grad_()
+        out = dynamic_local_filter(xi, l, kernel, softmax=True, bias=bias, backend="c")
+        results.append((out, *torch.autograd.grad(out, (xi, l), g)))
+    (out, dx, dl), (out32, dx32, dl32) = results
+    assert out.dtype == dx.dtype == torch.float32 and dl.dtype == torch.bfloat16
+    assert torch.equal(out, out32) and torch.equal(dx, dx32) and torch.equal(dl, dl32.bfloat16())
 
 
 @needs_kernel
@@ -167,3 +184,25 @@ def test_half_types_run_in_float32_and_round_once(dtype):
     assert out.dtype == dtype and all(d.dtype == dtype for d in grads)
     for ours, exact in zip((out, *grads), (out32, *grads32)):
         assert torch.equal(ours, exact.to(dtype))
+
+
+@needs_kernel
+@pytest.mark.parametrize("bias_channels", [0, 1])
+def test_bfloat16_logits_beside_a_float32_image_are_read_as_they_are(bias_channels):
+    """Under bf16 autocast the generator's logits are bfloat16 and the frame float32: the kernels
+    read the logits as they are (no float32 copy of them, forward or backward) and give what the
+    widened logits give; the second derivative's path gives the same first derivatives."""
+    torch.manual_seed(0)
+    x, g = torch.randn(2, 3, 9, 37), torch.randn(2, 3, 9, 37)
+    logits = 4 * torch.randn(2, 25, 9, 37)
+    bias = torch.randn(2, bias_channels, 9, 37).bfloat16() if bias_channels else None
+    assert_bfloat16_logits_read_as_widened(x, logits, g, 5, bias)
+    half = logits.bfloat16().requires_grad_()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = dynamic_local_filter(x, half, 5, softmax=True, bias=bias, backend="c")
+        first = torch.autograd.grad(out, half, g)[0]
+    assert max(e.cpu_memory_usage for e in prof.key_averages()) < half.float().nbytes
+    again = torch.autograd.grad(dynamic_local_filter(x, half, 5, softmax=True, bias=bias, backend="c"),
+                                half, g, create_graph=True)[0]
+    assert again.dtype == torch.bfloat16
+    torch.testing.assert_close(again.float(), first.float(), rtol=1e-2, atol=1e-3)

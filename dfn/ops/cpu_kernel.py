@@ -8,7 +8,9 @@ The C file is built on first use by :mod:`dfn.ops.native_build` (the system comp
 cache) and called through ctypes. Samples run in parallel on ``torch.get_num_threads()`` OpenMP
 threads of torch's own OpenMP runtime (see the C file). Float32 and float64 CPU tensors run in
 their own precision; float16 and bfloat16 ones (``bf16-mixed`` training) in float32, with the
-results rounded once at the end, as the other backends do. Where no compiler exists, ``backend="auto"`` runs the tap loop instead, which computes the same
+results rounded once at the end, as the other backends do. The softmax kernels also read bfloat16
+logits as they are beside a float32 image (the generator's output under autocast) and write their
+gradient in bfloat16, so no float32 copy of the logits is made either way. Where no compiler exists, ``backend="auto"`` runs the tap loop instead, which computes the same
 values (:mod:`dfn.ops.backends`).
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, TypeVar
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -36,7 +38,6 @@ FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "
              # fallback: portable, serial
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-Result = TypeVar("Result", Tensor, tuple[Tensor, ...])
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,9 +53,8 @@ def usable(*tensors: Tensor) -> bool:
             and library() is not None)
 
 
-def _in_kernel_precision(op: Callable[..., Result]) -> Callable[..., Result]:
-    """``op`` on float32 copies of float16 / bfloat16 tensors, its results rounded back once
-    (but the softmax statistics, which stay in float32 for the backward)."""
+def _in_kernel_precision(op: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``op`` on float32 copies of float16 / bfloat16 tensors, its result rounded back once."""
 
     @functools.wraps(op)
     def run(*args):
@@ -62,17 +62,16 @@ def _in_kernel_precision(op: Callable[..., Result]) -> Callable[..., Result]:
         work = accumulation_dtype(dtype)
         if work == dtype:
             return op(*args)
-        out = op(*(a.to(work) if isinstance(a, Tensor) else a for a in args))
-        if isinstance(out, Tensor):
-            return out.to(dtype)
-        return tuple(t if isinstance(t, SoftmaxStats) else t.to(dtype) for t in out)
+        return op(*(a.to(work) if isinstance(a, Tensor) else a for a in args)).to(dtype)
 
     return run
 
 
-def _run(name: str, dtype: torch.dtype, *args) -> None:
-    """Call kernel ``name`` (float32 or float64 variant) with tensors passed as pointers."""
-    fn = getattr(library(), f"{name}_{_SUFFIX[dtype]}")
+def _run(name: str, dtype: torch.dtype, *args, logits: Optional[torch.dtype] = None) -> None:
+    """Call kernel ``name`` (float32 or float64 variant; ``logits`` bfloat16: the softmax kernels'
+    float32 variant that reads and writes bfloat16 logits) with tensors passed as pointers."""
+    suffix = _SUFFIX[dtype] + ("_bf16" if logits == torch.bfloat16 else "")
+    fn = getattr(library(), f"{name}_{suffix}")
     c_args = [ctypes.c_void_p(a.data_ptr()) if isinstance(a, Tensor)
               else ctypes.c_void_p(None) if a is None else ctypes.c_long(a) for a in args]
     if fn(*c_args, ctypes.c_int(torch.get_num_threads())) != 0:
@@ -129,32 +128,41 @@ def _bias_args(bias: Optional[Tensor]) -> tuple[Optional[Tensor], int]:
     return (None, 0) if bias is None else (bias.contiguous(), bias.shape[1])
 
 
-@_in_kernel_precision
+def _kernel_logits(logits: Tensor, work: torch.dtype) -> Tensor:
+    """``logits`` as the softmax kernels read them: bfloat16 ones as they are where the kernels
+    compute in float32, others in the kernels' precision."""
+    return logits if (work, logits.dtype) == (torch.float32, torch.bfloat16) else logits.to(work)
+
+
 def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window
                     ) -> tuple[Tensor, SoftmaxStats]:
     """``x (B, C, H, W)`` + ``bias (B, 1 or C, H, W)`` or None, filtered with ``softmax(logits)``
-    over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)``, and the softmax's statistics
-    for :func:`softmax_backward`."""
-    x = x.contiguous()
-    logits, fsb, fst, fsh = _filter_strides(logits)
+    over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)`` in ``x``'s dtype, and the
+    softmax's statistics for :func:`softmax_backward` (in the kernels' precision)."""
+    dtype, work = x.dtype, accumulation_dtype(x.dtype)
+    logits, fsb, fst, fsh = _filter_strides(_kernel_logits(logits, work))
+    x = x.to(work).contiguous()
+    bias = None if bias is None else bias.to(work)
     B, C, H, W = x.shape
     out = torch.empty_like(x)
-    stats = torch.empty((B, 2, H, W), dtype=x.dtype)
-    _run("dlf_softmax_forward", x.dtype, x, logits, *_bias_args(bias), out, stats, C, H, W, *w,
-         fsb, fst, fsh, B)
-    return out, SoftmaxStats(stats)
+    stats = torch.empty((B, 2, H, W), dtype=work)
+    _run("dlf_softmax_forward", work, x, logits, *_bias_args(bias), out, stats, C, H, W, *w,
+         fsb, fst, fsh, B, logits=logits.dtype)
+    return out.to(dtype), SoftmaxStats(stats)
 
 
-@_in_kernel_precision
 def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], stats: SoftmaxStats,
                      g: Tensor, w: Window) -> tuple[Tensor, Tensor]:
     """The gradients of :func:`softmax_forward` from ``g (B, C, H, W)`` and its ``stats``:
-    ``dx (B, C, H, W)`` (also that of ``x + bias``) and ``dlogits (B, kh*kw, H, W)``."""
-    x, g = x.contiguous(), g.contiguous()
-    logits, fsb, fst, fsh = _filter_strides(logits)
+    ``dx (B, C, H, W)`` (also that of ``x + bias``) in ``x``'s dtype and ``dlogits (B, kh*kw, H,
+    W)`` in ``logits``' dtype."""
+    work = accumulation_dtype(x.dtype)
+    read, fsb, fst, fsh = _filter_strides(_kernel_logits(logits, work))
+    dtype, x, g = x.dtype, x.to(work).contiguous(), g.to(work).contiguous()
+    bias = None if bias is None else bias.to(work)
     B, C, H, W = x.shape
     dx = torch.empty_like(x)
-    dlogits = torch.empty((B, w.taps, H, W), dtype=x.dtype)
-    _run("dlf_softmax_backward", x.dtype, x, logits, *_bias_args(bias), stats.m_and_r,
-         g, dx, dlogits, C, H, W, *w, fsb, fst, fsh, B)
-    return dx, dlogits
+    dlogits = torch.empty((B, w.taps, H, W), dtype=read.dtype)
+    _run("dlf_softmax_backward", work, x, read, *_bias_args(bias), stats.m_and_r,
+         g, dx, dlogits, C, H, W, *w, fsb, fst, fsh, B, logits=read.dtype)
+    return dx.to(dtype), dlogits.to(logits.dtype)

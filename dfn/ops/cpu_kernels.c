@@ -20,7 +20,9 @@
  * values per pixel (the taps' maximum m and r = 1 / sum_t exp(l - m)), the backward reads them
  * once more, recomputes p = exp(l - m) * r in one pass and writes their gradient
  * p * (dp - sum_t p * dp) together with dx.
- * Float32 uses exp_f32 below (vectorisable, within 2 ulp); float64 uses libm's exp.
+ * Float32 uses exp_f32 below (vectorisable, within 2 ulp); float64 uses libm's exp. The softmax
+ * kernels also come with bfloat16 logits (and logit gradient) beside float32 images (suffix
+ * f32_bf16): the generator's output under bf16 autocast, read without a float32 copy.
  * Return value: 0, or -1 when a scratch buffer could not be allocated.
  */
 #include <math.h>
@@ -211,7 +213,26 @@ int dlf_grad_input_##SUFFIX(const T *g, const T *f, T *dx, long C, long H, long 
     return failed ? -1 : 0;                                                                       \
 }
 
-#define DEFINE_SOFTMAX_KERNELS(T, SUFFIX)                                                          \
+/* Logits as stored (L: float, double, or bfloat16 as its 16 bits) and as computed (T): reading
+ * widens, writing rounds to nearest even as torch does (a NaN stays a NaN). */
+static inline float logit_f32(float v) { return v; }
+static inline double logit_f64(double v) { return v; }
+static inline float logit_bf16(uint16_t v) {
+    const uint32_t bits = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+static inline float store_f32(float v) { return v; }
+static inline double store_f64(double v) { return v; }
+static inline uint16_t store_bf16(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return (bits & 0x7fffffffu) > 0x7f800000u ? 0x7fc0 : (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+}
+
+/* The softmax kernels' helpers that depend on the compute type T alone */
+#define DEFINE_SOFTMAX_HELPERS(T, SUFFIX)                                                          \
 /* The window region of x + bias (bias: bc = 1 or C channels of (H, W), or NULL) */                \
 static void biased_region_##SUFFIX(T *xp, const T *xb, const T *bb, long bc, long C, long H,       \
                                    long W, long kh, long kw, long oy, long ox) {                   \
@@ -224,47 +245,6 @@ static void biased_region_##SUFFIX(T *xp, const T *xb, const T *bb, long bc, lon
             const T *restrict br = bb + ((bc == 1 ? 0 : c) * H + y) * W;                           \
             for (long i = x0_; i < x1_; ++i) r[i] += br[i];                                        \
         }                                                                                          \
-}                                                                                                  \
-                                                                                                   \
-/* One image row of logits fr[t * fst + i] (i < W): e[t * es + i] = exp(l - max_t l) and           \
- * r[i] = 1 / sum_t e, so that the softmax is e * r. The logits are read once, into e (the taps'   \
- * rows lie far apart in memory and would evict each other from the cache between two passes),     \
- * and the taps' logits `next` values on (the next row) are fetched while the exps run (hiding     \
- * most of the memory's latency); m: W values of scratch. */                                       \
-static void row_exp_##SUFFIX(const T *fr, long fst, long taps, long W, long es, T *restrict e,     \
-                             T *restrict m, T *restrict r, long next) {                            \
-    for (long i = 0; i < W; ++i) m[i] = fr[i];                                                     \
-    for (long t = 0; t < taps; ++t) {                                                              \
-        const T *restrict l = fr + t * fst;                                                        \
-        T *restrict er = e + t * es;                                                               \
-        for (long i = 0; i < W; ++i) {                                                             \
-            const T li = l[i];                                                                     \
-            er[i] = li;                                                                            \
-            m[i] = li > m[i] ? li : m[i];                                                          \
-        }                                                                                          \
-    }                                                                                              \
-    for (long i = 0; i < W; ++i) r[i] = 0;                                                         \
-    for (long t = 0; t < taps; ++t) {                                                              \
-        T *restrict er = e + t * es;                                                               \
-        for (long i = 0; i < W; i += 64 / (long)sizeof(T))                                         \
-            __builtin_prefetch(fr + t * fst + next + i);                                           \
-        for (long i = 0; i < W; ++i) { er[i] = exp_##SUFFIX(er[i] - m[i]); r[i] += er[i]; }        \
-    }                                                                                              \
-    for (long i = 0; i < W; ++i) r[i] = 1 / r[i];                                                  \
-}                                                                                                  \
-                                                                                                   \
-/* One image row of the softmax from the forward's statistics m (the taps' maximum) and r (1 /     \
- * sum_t exp(l - m)) per pixel: e[t * es + i] = exp(fr[t * fst + i] - m[i]) * r[i], in one pass    \
- * over the logits (no maximum to find, no sum to take), the next row's fetched meanwhile. */      \
-static void row_probs_##SUFFIX(const T *fr, long fst, long taps, long W, long es, T *restrict e,   \
-                               const T *restrict m, const T *restrict r, long next) {              \
-    for (long t = 0; t < taps; ++t) {                                                              \
-        const T *restrict l = fr + t * fst;                                                        \
-        T *restrict er = e + t * es;                                                               \
-        for (long i = 0; i < W; i += 64 / (long)sizeof(T))                                         \
-            __builtin_prefetch(l + next + i);                                                      \
-        for (long i = 0; i < W; ++i) er[i] = exp_##SUFFIX(l[i] - m[i]) * r[i];                     \
-    }                                                                                              \
 }                                                                                                  \
                                                                                                    \
 static inline vec_##SUFFIX load_##SUFFIX(const T *p) {                                             \
@@ -322,13 +302,57 @@ static inline void block_tap_grads_##SUFFIX(const T *g, long gs, const T *x, lon
         }                                                                                          \
     memcpy(s, &s0, sizeof s0); memcpy(s + L, &s1, sizeof s1);                                      \
     memcpy(s + 2 * L, &s2, sizeof s2); memcpy(s + 3 * L, &s3, sizeof s3);                          \
+}
+
+/* The softmax kernels with logits (and their gradient) stored as LT, read through logit_##LS and
+ * written through store_##LS, computed in T with T's helpers (suffix S): dlf_softmax_*_##NAME */
+#define DEFINE_SOFTMAX_KERNELS(T, S, LT, LS, NAME)                                                  \
+/* One image row of logits fr[t * fst + i] (i < W): e[t * es + i] = exp(l - max_t l) and           \
+ * r[i] = 1 / sum_t e, so that the softmax is e * r. The logits are read once, into e (the taps'   \
+ * rows lie far apart in memory and would evict each other from the cache between two passes),     \
+ * and the taps' logits `next` values on (the next row) are fetched while the exps run (hiding     \
+ * most of the memory's latency); m: W values of scratch. */                                       \
+static void row_exp_##NAME(const LT *fr, long fst, long taps, long W, long es, T *restrict e,     \
+                             T *restrict m, T *restrict r, long next) {                            \
+    for (long i = 0; i < W; ++i) m[i] = logit_##LS(fr[i]);                                                 \
+    for (long t = 0; t < taps; ++t) {                                                              \
+        const LT *restrict l = fr + t * fst;                                                       \
+        T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; ++i) {                                                             \
+            const T li = logit_##LS(l[i]);                                                         \
+            er[i] = li;                                                                            \
+            m[i] = li > m[i] ? li : m[i];                                                          \
+        }                                                                                          \
+    }                                                                                              \
+    for (long i = 0; i < W; ++i) r[i] = 0;                                                         \
+    for (long t = 0; t < taps; ++t) {                                                              \
+        T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; i += 64 / (long)sizeof(LT))                                        \
+            __builtin_prefetch(fr + t * fst + next + i);                                           \
+        for (long i = 0; i < W; ++i) { er[i] = exp_##S(er[i] - m[i]); r[i] += er[i]; }             \
+    }                                                                                              \
+    for (long i = 0; i < W; ++i) r[i] = 1 / r[i];                                                  \
+}                                                                                                  \
+                                                                                                   \
+/* One image row of the softmax from the forward's statistics m (the taps' maximum) and r (1 /     \
+ * sum_t exp(l - m)) per pixel: e[t * es + i] = exp(fr[t * fst + i] - m[i]) * r[i], in one pass    \
+ * over the logits (no maximum to find, no sum to take), the next row's fetched meanwhile. */      \
+static void row_probs_##NAME(const LT *fr, long fst, long taps, long W, long es, T *restrict e,   \
+                               const T *restrict m, const T *restrict r, long next) {              \
+    for (long t = 0; t < taps; ++t) {                                                              \
+        const LT *restrict l = fr + t * fst;                                                       \
+        T *restrict er = e + t * es;                                                               \
+        for (long i = 0; i < W; i += 64 / (long)sizeof(LT))                                         \
+            __builtin_prefetch(l + next + i);                                                      \
+        for (long i = 0; i < W; ++i) er[i] = exp_##S(logit_##LS(l[i]) - m[i]) * r[i];             \
+    }                                                                                              \
 }                                                                                                  \
                                                                                                    \
 /* out[b, c, y, :] = sum_t softmax(f)[b, t, y, :] * (x + bias)pad[b, c, y + u, : + v]: per row,    \
  * BLOCK(T) pixels at a time summed over the taps in registers. stats (B, 2, H, W) receives each  \
  * pixel's softmax statistics for the backward: m, the taps' maximum, and r, 1 / sum of            \
  * exp(l - m). */                                                                                  \
-int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, T *out,           \
+int dlf_softmax_forward_##NAME(const T *x, const LT *f, const T *bias, long bc, T *out,            \
                                  T *stats, long C, long H, long W, long kh, long kw, long oy,      \
                                  long ox, long fsb, long fst, long fsh, long B, int threads) {     \
     const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
@@ -343,17 +367,17 @@ int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc,
     for (long b = 0; b < B; ++b) {                                                                 \
         if (!xp || !e) continue;                                                                   \
         T *restrict r = e + taps * es, *restrict acc = r + es;                                     \
-        biased_region_##SUFFIX(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
+        biased_region_##S(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
                                C, H, W, kh, kw, oy, ox);                                           \
         for (long y = 0; y < H; ++y) {                                                             \
-            row_exp_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                   \
+            row_exp_##NAME(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                   \
                              y + 1 < H ? fsh : 0);                                                 \
             memcpy(stats + (2 * b * H + y) * W, acc, W * sizeof(T));                               \
             memcpy(stats + ((2 * b + 1) * H + y) * W, r, W * sizeof(T));                           \
             for (long c = 0; c < C; ++c) {                                                         \
                 T *restrict o = out + ((b * C + c) * H + y) * W;                                   \
                 for (long i0 = 0; i0 < W; i0 += n) {                                               \
-                    block_dot_##SUFFIX(e + i0, xp + (c * Hp + y) * Wp + i0, kh, kw * es, Wp, kw,   \
+                    block_dot_##S(e + i0, xp + (c * Hp + y) * Wp + i0, kh, kw * es, Wp, kw,   \
                                        es, 1, 4, acc);                                             \
                     for (long j = 0; j < min_l(n, W - i0); ++j) o[i0 + j] = acc[j] * r[i0 + j];    \
                 }                                                                                  \
@@ -372,8 +396,8 @@ int dlf_softmax_forward_##SUFFIX(const T *x, const T *f, const T *bias, long bc,
  *   df[t] = p[t] * (d[t] - sum_t' p[t'] d[t'])   (the softmax's backward, streamed out),          \
  *   dxpad[c, y + u, X] += sum_v p[t][X - v] * g[c][X - v]   (gathered, a block of columns at a    \
  *   time, from rows of p and g padded with kw - 1 zeros on the left). */                          \
-int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc, const T *stats,  \
-                                  const T *g, T *dx, T *df, long C, long H, long W, long kh,       \
+int dlf_softmax_backward_##NAME(const T *x, const LT *f, const T *bias, long bc, const T *stats,   \
+                                  const T *g, T *dx, LT *df, long C, long H, long W, long kh,       \
                                   long kw, long oy, long ox, long fsb, long fst, long fsh, long B, \
                                   int threads) {                                                   \
     const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
@@ -389,27 +413,28 @@ int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc
         if (!xp || !dxp || !e) continue;                                                           \
         T *restrict gr = e + taps * rs, *restrict d = gr + C * rs, *restrict s = d + taps * es;    \
         T *restrict acc = s + es;                                                                  \
-        biased_region_##SUFFIX(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
+        biased_region_##S(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
                                C, H, W, kh, kw, oy, ox);                                           \
         memset(dxp, 0, C * Hp * Wp * sizeof(T));                                                   \
         for (long y = 0; y < H; ++y) {                                                             \
-            row_probs_##SUFFIX(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead,                  \
+            row_probs_##NAME(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead,                  \
                                stats + (2 * b * H + y) * W, stats + ((2 * b + 1) * H + y) * W,     \
                                y + 1 < H ? fsh : 0);                                               \
             for (long c = 0; c < C; ++c)                                                           \
                 memcpy(gr + c * rs + lead, g + ((b * C + c) * H + y) * W, W * sizeof(T));          \
             for (long i0 = 0; i0 < W; i0 += n)                                                     \
-                block_tap_grads_##SUFFIX(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh, \
+                block_tap_grads_##S(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh, \
                                          kw, e + lead + i0, rs, d + i0, es, s + i0);               \
             for (long t = 0; t < taps; ++t) {                                                      \
-                T *restrict dft = df + ((b * taps + t) * H + y) * W;                               \
+                LT *restrict dft = df + ((b * taps + t) * H + y) * W;                              \
                 const T *restrict et = e + t * rs + lead, *restrict dt = d + t * es;               \
                 long i = 0;                                                                        \
-                if (STREAMS && (uintptr_t)dft % VECTOR_BYTES == 0)   /* past the cache */          \
+                /* past the cache where stored as computed (the cast is dead code otherwise) */    \
+                if (STREAMS && sizeof(LT) == sizeof(T) && (uintptr_t)dft % VECTOR_BYTES == 0)     \
                     for (; i + LANES(T) <= W; i += LANES(T))                                       \
-                        stream_##SUFFIX(dft + i, load_##SUFFIX(et + i)                             \
-                                        * (load_##SUFFIX(dt + i) - load_##SUFFIX(s + i)));         \
-                for (; i < W; ++i) dft[i] = et[i] * (dt[i] - s[i]);                                \
+                        stream_##S((T *)dft + i, load_##S(et + i)                                  \
+                                   * (load_##S(dt + i) - load_##S(s + i)));                        \
+                for (; i < W; ++i) dft[i] = store_##LS(et[i] * (dt[i] - s[i]));                   \
             }                                                                                      \
             for (long c = 0; c < C; ++c)                                                           \
                 for (long u = 0; u < kh; ++u) {                                                    \
@@ -418,9 +443,9 @@ int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc
                     for (long i0 = 0, len; i0 < Wp; i0 += len) {  /* the tail a vector at a time */\
                         len = Wp - i0 > n - LANES(T) ? n : LANES(T);                               \
                         if (len == n)                                                              \
-                            block_dot_##SUFFIX(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 4, acc); \
+                            block_dot_##S(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 4, acc); \
                         else                                                                       \
-                            block_dot_##SUFFIX(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 1, acc); \
+                            block_dot_##S(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 1, acc); \
                         for (long j = 0; j < min_l(len, Wp - i0); ++j) row[i0 + j] += acc[j];      \
                     }                                                                              \
                 }                                                                                  \
@@ -435,5 +460,8 @@ int dlf_softmax_backward_##SUFFIX(const T *x, const T *f, const T *bias, long bc
 
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
-DEFINE_SOFTMAX_KERNELS(float, f32)
-DEFINE_SOFTMAX_KERNELS(double, f64)
+DEFINE_SOFTMAX_HELPERS(float, f32)
+DEFINE_SOFTMAX_HELPERS(double, f64)
+DEFINE_SOFTMAX_KERNELS(float, f32, float, f32, f32)
+DEFINE_SOFTMAX_KERNELS(double, f64, double, f64, f64)
+DEFINE_SOFTMAX_KERNELS(float, f32, uint16_t, bf16, f32_bf16)   /* bfloat16 logits (bf16-mixed) */

@@ -120,7 +120,8 @@ _GradFilters = _face(_grad_filters, lambda x, dout, ddf, g: _GradInput.apply(ddf
 class _SoftmaxFilter(torch.autograd.Function):
     """The models' case on ``"c"``: ``(x, logits, bias, window) -> filter(x + bias,
     softmax(logits))`` with the softmax and the bias inside the C kernels; saves x, logits, bias
-    and the softmax's statistics (two values per pixel).
+    and the softmax's statistics (two values per pixel). The logits may be bfloat16 beside a
+    float32 ``x`` (their gradient is then bfloat16 too); the output has ``x``'s dtype.
 
     A second derivative (``create_graph=True``) takes the same gradients composed from
     differentiable parts (torch's softmax and the bilinear faces above), so double backward works."""
@@ -152,11 +153,11 @@ def _softmax_filter_grads(x: Tensor, logits: Tensor, bias: Optional[Tensor], dou
     """``_SoftmaxFilter``'s ``(dx, dlogits)`` from differentiable parts (for higher derivatives)."""
     B, T, H, W = logits.shape
     geometry = Geometry(True, w, x.shape[1], "c")
-    p = torch.softmax(logits, dim=1)
+    p = torch.softmax(logits.to(x.dtype), dim=1)
     g5 = dout[:, None]
     dx = _GradInput.apply(p.view(B, 1, 1, w.kh, w.kw, H, W), g5, geometry)
     dp = _GradFilters.apply(x if bias is None else x + bias, g5, geometry).view(B, T, H, W)
-    return dx, p * (dp - (p * dp).sum(1, keepdim=True))
+    return dx, (p * (dp - (p * dp).sum(1, keepdim=True))).to(logits.dtype)
 
 
 def _check(x: Tensor, filters: Tensor, kh: int, kw: int, bias: Optional[Tensor]) -> bool:
@@ -220,10 +221,13 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
         bias = bias.to(dtype)
     x = x.to(dtype)
     backend = backends.resolve(backend, x, shared)
-    # the fused kernels read rows of unit stride: a conv's channels-last output (bf16 logits under
-    # autocast) changes dtype and layout in one copy; NCHW views (a slice of theta) stay views
+    # the fused kernels read rows of unit stride: a conv's channels-last output changes dtype and
+    # layout in one copy; NCHW views (a slice of theta) stay views. The C softmax kernels read
+    # bfloat16 logits (the generator's under autocast) as they are.
     to_nchw = backend in ("c", "triton") and filters.stride(-1) != 1
-    filters = filters.to(dtype, memory_format=torch.contiguous_format if to_nchw else torch.preserve_format)
+    as_read = backend == "c" and softmax and filters.dtype == torch.bfloat16
+    filters = filters.to(filters.dtype if as_read else dtype,
+                         memory_format=torch.contiguous_format if to_nchw else torch.preserve_format)
     if backend == "triton":
         return backends.triton_ops().local_filter(
             x.contiguous(), filters.contiguous(), None if bias is None else bias.contiguous(),
