@@ -11,12 +11,14 @@ CUDA, or on the CPU under ``TRITON_INTERPRET=1``, which checks the script, not t
 ``--compile`` also the reference and the portable backends under ``torch.compile``. ``--softmax``
 passes logits (the models' case; the C and Triton kernels normalise them inside), and adds
 ``ours_c_unfused``: torch's softmax, then the C kernel on the normalised filters (the C backend's
-path before its kernels took logits). (Results before the backends existed call the C kernel
-``ours_fused``.)
+path before its kernels took logits). ``--filters bfloat16`` makes the filters (logits) bfloat16
+beside the float32 image, as the generator's output is under bf16 autocast (the bound counts their
+two bytes). (Results before the backends existed call the C kernel ``ours_fused``.)
 
     python benchmarks/ops.py                      # B=16, 64x64, C in {1, 3}, 9x9 / 11x11 / 13x1
     python benchmarks/ops.py --compile            # also torch.compile'd variants (slow to compile)
     python benchmarks/ops.py --device cuda        # on a GPU
+    python benchmarks/ops.py --softmax --filters bfloat16   # the models' case under bf16 autocast
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--softmax", action="store_true", help="filters are logits (as in the models)")
     parser.add_argument("--kernels", default="9x9,11x11,13x1", help="comma-separated KHxKW")
+    parser.add_argument("--filters", choices=["float32", "bfloat16"], default="float32",
+                        help="the filters' dtype beside the float32 image")
     args = parser.parse_args()
     device = torch.device(args.device)
     kernels = [tuple(int(k) for k in item.split("x")) for item in args.kernels.split(",")]
@@ -108,12 +112,13 @@ def main() -> None:
                           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                           "fused_kernel_built": cpu_kernel.library() is not None,
                           "copy_bandwidth_GBps": bandwidth / 1e9},
-              "dtype": "float32", "softmax": args.softmax, "batch": args.batch, "height": args.size, "width": args.size,
+              "dtype": "float32", "filter_dtype": args.filters, "softmax": args.softmax, "batch": args.batch, "height": args.size, "width": args.size,
               "repeats": args.repeats, "statistic": "median", "cases": []}
     for channels in (1, 3):
         for kernel in kernels:
             x = torch.randn(args.batch, channels, args.size, args.size, device=device)
-            f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size, device=device)
+            f = torch.randn(args.batch, kernel[0] * kernel[1], args.size, args.size, device=device,
+                            dtype=getattr(torch, args.filters))
             case_bandwidth = copy_bandwidth(device=device)    # the machine now, beside the times
             bound = {k: v / case_bandwidth * 1e3 for k, v in bound_bytes(x, f).items()}
             case = {"channels": channels, "kernel": list(kernel), "copy_bandwidth_GBps": case_bandwidth / 1e9,

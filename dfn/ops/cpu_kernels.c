@@ -101,20 +101,25 @@ static inline double exp_f64(double x) { return exp(x); }
  * CPU has them (AVX); elsewhere STREAMS is 0 and plain stores run. */
 typedef float vec_f32 __attribute__((vector_size(VECTOR_BYTES)));
 typedef double vec_f64 __attribute__((vector_size(VECTOR_BYTES)));
+typedef uint32_t vec_u32 __attribute__((vector_size(VECTOR_BYTES)));
+typedef uint16_t vec_u16 __attribute__((vector_size(VECTOR_BYTES / 2)));   /* a vec_f32 as bfloat16 */
 #if defined(__AVX__)
 #define STREAMS 1
 #if defined(__AVX512F__)
 static inline void stream_f32(float *p, vec_f32 v) { _mm512_stream_ps(p, (__m512)v); }
 static inline void stream_f64(double *p, vec_f64 v) { _mm512_stream_pd(p, (__m512d)v); }
+static inline void stream_u16(uint16_t *p, vec_u16 v) { _mm256_stream_si256((__m256i *)p, (__m256i)v); }
 #else
 static inline void stream_f32(float *p, vec_f32 v) { _mm256_stream_ps(p, (__m256)v); }
 static inline void stream_f64(double *p, vec_f64 v) { _mm256_stream_pd(p, (__m256d)v); }
+static inline void stream_u16(uint16_t *p, vec_u16 v) { _mm_stream_si128((__m128i *)p, (__m128i)v); }
 #endif
 static inline void stream_fence(void) { _mm_sfence(); }
 #else
 #define STREAMS 0
 static inline void stream_f32(float *p, vec_f32 v) { memcpy(p, &v, sizeof v); }
 static inline void stream_f64(double *p, vec_f64 v) { memcpy(p, &v, sizeof v); }
+static inline void stream_u16(uint16_t *p, vec_u16 v) { memcpy(p, &v, sizeof v); }
 static inline void stream_fence(void) {}
 #endif
 
@@ -213,7 +218,7 @@ int dlf_grad_input_##SUFFIX(const T *g, const T *f, T *dx, long C, long H, long 
     return failed ? -1 : 0;                                                                       \
 }
 
-/* Logits as stored (L: float, double, or bfloat16 as its 16 bits) and as computed (T): reading
+/* Logits as stored (LT: float, double, or bfloat16 as its 16 bits) and as computed (T): reading
  * widens, writing rounds to nearest even as torch does (a NaN stays a NaN). */
 static inline float logit_f32(float v) { return v; }
 static inline double logit_f64(double v) { return v; }
@@ -223,12 +228,17 @@ static inline float logit_bf16(uint16_t v) {
     memcpy(&f, &bits, sizeof f);
     return f;
 }
-static inline float store_f32(float v) { return v; }
-static inline double store_f64(double v) { return v; }
 static inline uint16_t store_bf16(float v) {
     uint32_t bits;
     memcpy(&bits, &v, sizeof bits);
     return (bits & 0x7fffffffu) > 0x7f800000u ? 0x7fc0 : (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+}
+static inline vec_u16 store_bf16_vec(vec_f32 v) {
+    vec_u32 bits;
+    memcpy(&bits, &v, sizeof bits);
+    const vec_u32 nan = (vec_u32)((bits & 0x7fffffffu) > 0x7f800000u);   /* all ones where NaN */
+    bits = ((bits + 0x7fffu + ((bits >> 16) & 1u)) & ~nan) | (nan & 0x7fc00000u);
+    return __builtin_convertvector(bits >> 16, vec_u16);
 }
 
 /* The softmax kernels' helpers that depend on the compute type T alone */
@@ -251,6 +261,17 @@ static inline vec_##SUFFIX load_##SUFFIX(const T *p) {                          
     vec_##SUFFIX v;                                                                                \
     memcpy(&v, p, sizeof v);                                                                       \
     return v;                                                                                      \
+}                                                                                                  \
+                                                                                                   \
+/* One row of the softmax's gradient, dst[i] = e[i] * (d[i] - s[i]) for i < W, streamed past the   \
+ * cache where aligned (written once, read by the next op) */                                      \
+static void dlogit_row_##SUFFIX(T *restrict dst, const T *restrict e, const T *restrict d,         \
+                                const T *restrict s, long W) {                                     \
+    long i = 0;                                                                                    \
+    if (STREAMS && (uintptr_t)dst % VECTOR_BYTES == 0)                                             \
+        for (; i + LANES(T) <= W; i += LANES(T))                                                   \
+            stream_##SUFFIX(dst + i, load_##SUFFIX(e + i) * (load_##SUFFIX(d + i) - load_##SUFFIX(s + i))); \
+    for (; i < W; ++i) dst[i] = e[i] * (d[i] - s[i]);                                              \
 }                                                                                                  \
                                                                                                    \
 /* acc[k] = sum_{q1 < n1, q2 < n2} a[q1 * sa1 + q2 * sa2 + k] * b[q1 * sb1 + q2 * sb2 + k] for     \
@@ -305,7 +326,7 @@ static inline void block_tap_grads_##SUFFIX(const T *g, long gs, const T *x, lon
 }
 
 /* The softmax kernels with logits (and their gradient) stored as LT, read through logit_##LS and
- * written through store_##LS, computed in T with T's helpers (suffix S): dlf_softmax_*_##NAME */
+ * written through dlogit_row_##LS, computed in T with T's helpers (suffix S): dlf_softmax_*_##NAME */
 #define DEFINE_SOFTMAX_KERNELS(T, S, LT, LS, NAME)                                                  \
 /* One image row of logits fr[t * fst + i] (i < W): e[t * es + i] = exp(l - max_t l) and           \
  * r[i] = 1 / sum_t e, so that the softmax is e * r. The logits are read once, into e (the taps'   \
@@ -426,15 +447,8 @@ int dlf_softmax_backward_##NAME(const T *x, const LT *f, const T *bias, long bc,
                 block_tap_grads_##S(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh, \
                                          kw, e + lead + i0, rs, d + i0, es, s + i0);               \
             for (long t = 0; t < taps; ++t) {                                                      \
-                LT *restrict dft = df + ((b * taps + t) * H + y) * W;                              \
-                const T *restrict et = e + t * rs + lead, *restrict dt = d + t * es;               \
-                long i = 0;                                                                        \
-                /* past the cache where stored as computed (the cast is dead code otherwise) */    \
-                if (STREAMS && sizeof(LT) == sizeof(T) && (uintptr_t)dft % VECTOR_BYTES == 0)     \
-                    for (; i + LANES(T) <= W; i += LANES(T))                                       \
-                        stream_##S((T *)dft + i, load_##S(et + i)                                  \
-                                   * (load_##S(dt + i) - load_##S(s + i)));                        \
-                for (; i < W; ++i) dft[i] = store_##LS(et[i] * (dt[i] - s[i]));                   \
+                dlogit_row_##LS(df + ((b * taps + t) * H + y) * W, e + t * rs + lead, d + t * es,  \
+                                s, W);                                                             \
             }                                                                                      \
             for (long c = 0; c < C; ++c)                                                           \
                 for (long u = 0; u < kh; ++u) {                                                    \
@@ -462,6 +476,19 @@ DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 DEFINE_SOFTMAX_HELPERS(float, f32)
 DEFINE_SOFTMAX_HELPERS(double, f64)
+
+/* dlogit_row_f32 for bfloat16 logits: each vector rounded, and streamed as the float rows are
+ * (with plain stores, the taps' rows, H * W * 2 bytes apart, thrashed the cache: the backward took
+ * 2.4x as long as with float32 logits) */
+static void dlogit_row_bf16(uint16_t *restrict dst, const float *restrict e, const float *restrict d,
+                            const float *restrict s, long W) {
+    long i = 0;
+    if (STREAMS && (uintptr_t)dst % sizeof(vec_u16) == 0)
+        for (; i + LANES(float) <= W; i += LANES(float))
+            stream_u16(dst + i, store_bf16_vec(load_f32(e + i) * (load_f32(d + i) - load_f32(s + i))));
+    for (; i < W; ++i) dst[i] = store_bf16(e[i] * (d[i] - s[i]));
+}
+
 DEFINE_SOFTMAX_KERNELS(float, f32, float, f32, f32)
 DEFINE_SOFTMAX_KERNELS(double, f64, double, f64, f64)
 DEFINE_SOFTMAX_KERNELS(float, f32, uint16_t, bf16, f32_bf16)   /* bfloat16 logits (bf16-mixed) */
