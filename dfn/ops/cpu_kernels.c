@@ -270,7 +270,8 @@ static void dlogit_row_##SUFFIX(T *restrict dst, const T *restrict e, const T *r
     long i = 0;                                                                                    \
     if (STREAMS && (uintptr_t)dst % VECTOR_BYTES == 0)                                             \
         for (; i + LANES(T) <= W; i += LANES(T))                                                   \
-            stream_##SUFFIX(dst + i, load_##SUFFIX(e + i) * (load_##SUFFIX(d + i) - load_##SUFFIX(s + i))); \
+            stream_##SUFFIX(dst + i, load_##SUFFIX(e + i)                                          \
+                                     * (load_##SUFFIX(d + i) - load_##SUFFIX(s + i)));             \
     for (; i < W; ++i) dst[i] = e[i] * (d[i] - s[i]);                                              \
 }                                                                                                  \
                                                                                                    \
@@ -327,15 +328,15 @@ static inline void block_tap_grads_##SUFFIX(const T *g, long gs, const T *x, lon
 
 /* The softmax kernels with logits (and their gradient) stored as LT, read through logit_##LS and
  * written through dlogit_row_##LS, computed in T with T's helpers (suffix S): dlf_softmax_*_##NAME */
-#define DEFINE_SOFTMAX_KERNELS(T, S, LT, LS, NAME)                                                  \
+#define DEFINE_SOFTMAX_KERNELS(T, S, LT, LS, NAME)                                                 \
 /* One image row of logits fr[t * fst + i] (i < W): e[t * es + i] = exp(l - max_t l) and           \
  * r[i] = 1 / sum_t e, so that the softmax is e * r. The logits are read once, into e (the taps'   \
  * rows lie far apart in memory and would evict each other from the cache between two passes),     \
  * and the taps' logits `next` values on (the next row) are fetched while the exps run (hiding     \
  * most of the memory's latency); m: W values of scratch. */                                       \
-static void row_exp_##NAME(const LT *fr, long fst, long taps, long W, long es, T *restrict e,     \
+static void row_exp_##NAME(const LT *fr, long fst, long taps, long W, long es, T *restrict e,      \
                              T *restrict m, T *restrict r, long next) {                            \
-    for (long i = 0; i < W; ++i) m[i] = logit_##LS(fr[i]);                                                 \
+    for (long i = 0; i < W; ++i) m[i] = logit_##LS(fr[i]);                                         \
     for (long t = 0; t < taps; ++t) {                                                              \
         const LT *restrict l = fr + t * fst;                                                       \
         T *restrict er = e + t * es;                                                               \
@@ -358,19 +359,19 @@ static void row_exp_##NAME(const LT *fr, long fst, long taps, long W, long es, T
 /* One image row of the softmax from the forward's statistics m (the taps' maximum) and r (1 /     \
  * sum_t exp(l - m)) per pixel: e[t * es + i] = exp(fr[t * fst + i] - m[i]) * r[i], in one pass    \
  * over the logits (no maximum to find, no sum to take), the next row's fetched meanwhile. */      \
-static void row_probs_##NAME(const LT *fr, long fst, long taps, long W, long es, T *restrict e,   \
+static void row_probs_##NAME(const LT *fr, long fst, long taps, long W, long es, T *restrict e,    \
                                const T *restrict m, const T *restrict r, long next) {              \
     for (long t = 0; t < taps; ++t) {                                                              \
         const LT *restrict l = fr + t * fst;                                                       \
         T *restrict er = e + t * es;                                                               \
-        for (long i = 0; i < W; i += 64 / (long)sizeof(LT))                                         \
+        for (long i = 0; i < W; i += 64 / (long)sizeof(LT))                                        \
             __builtin_prefetch(l + next + i);                                                      \
-        for (long i = 0; i < W; ++i) er[i] = exp_##S(logit_##LS(l[i]) - m[i]) * r[i];             \
+        for (long i = 0; i < W; ++i) er[i] = exp_##S(logit_##LS(l[i]) - m[i]) * r[i];              \
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
 /* out[b, c, y, :] = sum_t softmax(f)[b, t, y, :] * (x + bias)pad[b, c, y + u, : + v]: per row,    \
- * BLOCK(T) pixels at a time summed over the taps in registers. stats (B, 2, H, W) receives each  \
+ * BLOCK(T) pixels at a time summed over the taps in registers. stats (B, 2, H, W) receives each   \
  * pixel's softmax statistics for the backward: m, the taps' maximum, and r, 1 / sum of            \
  * exp(l - m). */                                                                                  \
 int dlf_softmax_forward_##NAME(const T *x, const LT *f, const T *bias, long bc, T *out,            \
@@ -388,17 +389,17 @@ int dlf_softmax_forward_##NAME(const T *x, const LT *f, const T *bias, long bc, 
     for (long b = 0; b < B; ++b) {                                                                 \
         if (!xp || !e) continue;                                                                   \
         T *restrict r = e + taps * es, *restrict acc = r + es;                                     \
-        biased_region_##S(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
+        biased_region_##S(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,          \
                                C, H, W, kh, kw, oy, ox);                                           \
         for (long y = 0; y < H; ++y) {                                                             \
-            row_exp_##NAME(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                   \
+            row_exp_##NAME(f + b * fsb + y * fsh, fst, taps, W, es, e, acc, r,                     \
                              y + 1 < H ? fsh : 0);                                                 \
             memcpy(stats + (2 * b * H + y) * W, acc, W * sizeof(T));                               \
             memcpy(stats + ((2 * b + 1) * H + y) * W, r, W * sizeof(T));                           \
             for (long c = 0; c < C; ++c) {                                                         \
                 T *restrict o = out + ((b * C + c) * H + y) * W;                                   \
                 for (long i0 = 0; i0 < W; i0 += n) {                                               \
-                    block_dot_##S(e + i0, xp + (c * Hp + y) * Wp + i0, kh, kw * es, Wp, kw,   \
+                    block_dot_##S(e + i0, xp + (c * Hp + y) * Wp + i0, kh, kw * es, Wp, kw,        \
                                        es, 1, 4, acc);                                             \
                     for (long j = 0; j < min_l(n, W - i0); ++j) o[i0 + j] = acc[j] * r[i0 + j];    \
                 }                                                                                  \
@@ -418,7 +419,7 @@ int dlf_softmax_forward_##NAME(const T *x, const LT *f, const T *bias, long bc, 
  *   dxpad[c, y + u, X] += sum_v p[t][X - v] * g[c][X - v]   (gathered, a block of columns at a    \
  *   time, from rows of p and g padded with kw - 1 zeros on the left). */                          \
 int dlf_softmax_backward_##NAME(const T *x, const LT *f, const T *bias, long bc, const T *stats,   \
-                                  const T *g, T *dx, LT *df, long C, long H, long W, long kh,       \
+                                  const T *g, T *dx, LT *df, long C, long H, long W, long kh,      \
                                   long kw, long oy, long ox, long fsb, long fst, long fsh, long B, \
                                   int threads) {                                                   \
     const long Hp = H + kh - 1, Wp = W + kw - 1, taps = kh * kw, n = BLOCK(T);                     \
@@ -434,17 +435,17 @@ int dlf_softmax_backward_##NAME(const T *x, const LT *f, const T *bias, long bc,
         if (!xp || !dxp || !e) continue;                                                           \
         T *restrict gr = e + taps * rs, *restrict d = gr + C * rs, *restrict s = d + taps * es;    \
         T *restrict acc = s + es;                                                                  \
-        biased_region_##S(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,     \
+        biased_region_##S(xp, x + b * C * H * W, bias ? bias + b * bc * H * W : NULL, bc,          \
                                C, H, W, kh, kw, oy, ox);                                           \
         memset(dxp, 0, C * Hp * Wp * sizeof(T));                                                   \
         for (long y = 0; y < H; ++y) {                                                             \
-            row_probs_##NAME(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead,                  \
+            row_probs_##NAME(f + b * fsb + y * fsh, fst, taps, W, rs, e + lead,                    \
                                stats + (2 * b * H + y) * W, stats + ((2 * b + 1) * H + y) * W,     \
                                y + 1 < H ? fsh : 0);                                               \
             for (long c = 0; c < C; ++c)                                                           \
                 memcpy(gr + c * rs + lead, g + ((b * C + c) * H + y) * W, W * sizeof(T));          \
             for (long i0 = 0; i0 < W; i0 += n)                                                     \
-                block_tap_grads_##S(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh, \
+                block_tap_grads_##S(gr + lead + i0, rs, xp + y * Wp + i0, Hp * Wp, Wp, C, kh,      \
                                          kw, e + lead + i0, rs, d + i0, es, s + i0);               \
             for (long t = 0; t < taps; ++t) {                                                      \
                 dlogit_row_##LS(df + ((b * taps + t) * H + y) * W, e + t * rs + lead, d + t * es,  \
@@ -454,12 +455,12 @@ int dlf_softmax_backward_##NAME(const T *x, const LT *f, const T *bias, long bc,
                 for (long u = 0; u < kh; ++u) {                                                    \
                     T *restrict row = dxp + (c * Hp + y + u) * Wp;                                 \
                     const T *pu = e + u * kw * rs + lead, *gc = gr + c * rs + lead;                \
-                    for (long i0 = 0, len; i0 < Wp; i0 += len) {  /* the tail a vector at a time */\
+                    for (long i0 = 0, len; i0 < Wp; i0 += len) {  /* the tail a vector at a time */ \
                         len = Wp - i0 > n - LANES(T) ? n : LANES(T);                               \
                         if (len == n)                                                              \
-                            block_dot_##S(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 4, acc); \
+                            block_dot_##S(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 4, acc);      \
                         else                                                                       \
-                            block_dot_##S(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 1, acc); \
+                            block_dot_##S(pu + i0, gc + i0, 1, 0, 0, kw, rs - 1, -1, 1, acc);      \
                         for (long j = 0; j < min_l(len, Wp - i0); ++j) row[i0 + j] += acc[j];      \
                     }                                                                              \
                 }                                                                                  \
