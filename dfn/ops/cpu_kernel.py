@@ -128,10 +128,16 @@ def _bias_args(bias: Optional[Tensor]) -> tuple[Optional[Tensor], int]:
     return (None, 0) if bias is None else (bias.contiguous(), bias.shape[1])
 
 
-def _kernel_logits(logits: Tensor, work: torch.dtype) -> Tensor:
-    """``logits`` as the softmax kernels read them: bfloat16 ones as they are where the kernels
-    compute in float32, others in the kernels' precision."""
-    return logits if (work, logits.dtype) == (torch.float32, torch.bfloat16) else logits.to(work)
+def _softmax_operands(x: Tensor, logits: Tensor, bias: Optional[Tensor]) -> tuple:
+    """What both softmax kernels read: their precision ``work``; ``x`` in it, contiguous; the
+    logits (bfloat16 ones as they are where ``work`` is float32, others in ``work``) and their
+    batch / tap / row strides; and the bias in ``work`` as :func:`_bias_args` gives it."""
+    work = accumulation_dtype(x.dtype)
+    if (work, logits.dtype) != (torch.float32, torch.bfloat16):
+        logits = logits.to(work)
+    logits, *strides = _filter_strides(logits)
+    return (work, x.to(work).contiguous(), logits, strides,
+            _bias_args(None if bias is None else bias.to(work)))
 
 
 def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window
@@ -139,16 +145,13 @@ def softmax_forward(x: Tensor, logits: Tensor, bias: Optional[Tensor], w: Window
     """``x (B, C, H, W)`` + ``bias (B, 1 or C, H, W)`` or None, filtered with ``softmax(logits)``
     over the taps of ``logits (B, kh*kw, H, W)`` -> ``(B, C, H, W)`` in ``x``'s dtype, and the
     softmax's statistics for :func:`softmax_backward` (in the kernels' precision)."""
-    dtype, work = x.dtype, accumulation_dtype(x.dtype)
-    logits, fsb, fst, fsh = _filter_strides(_kernel_logits(logits, work))
-    x = x.to(work).contiguous()
-    bias = None if bias is None else bias.to(work)
-    B, C, H, W = x.shape
-    out = torch.empty_like(x)
+    work, xk, read, strides, bias_args = _softmax_operands(x, logits, bias)
+    B, C, H, W = xk.shape
+    out = torch.empty_like(xk)
     stats = torch.empty((B, 2, H, W), dtype=work)
-    _run("dlf_softmax_forward", work, x, logits, *_bias_args(bias), out, stats, C, H, W, *w,
-         fsb, fst, fsh, B, logits=logits.dtype)
-    return out.to(dtype), SoftmaxStats(stats)
+    _run("dlf_softmax_forward", work, xk, read, *bias_args, out, stats, C, H, W, *w, *strides, B,
+         logits=read.dtype)
+    return out.to(x.dtype), SoftmaxStats(stats)
 
 
 def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], stats: SoftmaxStats,
@@ -156,13 +159,11 @@ def softmax_backward(x: Tensor, logits: Tensor, bias: Optional[Tensor], stats: S
     """The gradients of :func:`softmax_forward` from ``g (B, C, H, W)`` and its ``stats``:
     ``dx (B, C, H, W)`` (also that of ``x + bias``) in ``x``'s dtype and ``dlogits (B, kh*kw, H,
     W)`` in ``logits``' dtype."""
-    work = accumulation_dtype(x.dtype)
-    read, fsb, fst, fsh = _filter_strides(_kernel_logits(logits, work))
-    dtype, x, g = x.dtype, x.to(work).contiguous(), g.to(work).contiguous()
-    bias = None if bias is None else bias.to(work)
-    B, C, H, W = x.shape
-    dx = torch.empty_like(x)
+    work, xk, read, strides, bias_args = _softmax_operands(x, logits, bias)
+    g = g.to(work).contiguous()
+    B, C, H, W = xk.shape
+    dx = torch.empty_like(xk)
     dlogits = torch.empty((B, w.taps, H, W), dtype=read.dtype)
-    _run("dlf_softmax_backward", work, x, read, *_bias_args(bias), stats.m_and_r,
-         g, dx, dlogits, C, H, W, *w, fsb, fst, fsh, B, logits=read.dtype)
-    return dx.to(dtype), dlogits.to(logits.dtype)
+    _run("dlf_softmax_backward", work, xk, read, *bias_args, stats.m_and_r, g, dx, dlogits, C, H, W,
+         *w, *strides, B, logits=read.dtype)
+    return dx.to(x.dtype), dlogits.to(logits.dtype)

@@ -120,8 +120,9 @@ _GradFilters = _face(_grad_filters, lambda x, dout, ddf, g: _GradInput.apply(ddf
 class _SoftmaxFilter(torch.autograd.Function):
     """The models' case on ``"c"``: ``(x, logits, bias, window) -> filter(x + bias,
     softmax(logits))`` with the softmax and the bias inside the C kernels; saves x, logits, bias
-    and the softmax's statistics (two values per pixel). The logits may be bfloat16 beside a
-    float32 ``x`` (their gradient is then bfloat16 too); the output has ``x``'s dtype.
+    and the softmax's statistics (two values per pixel). The logits keep their own dtype (bfloat16
+    ones beside a float32 ``x`` are read as they are), and so does their gradient; the output has
+    ``x``'s dtype.
 
     A second derivative (``create_graph=True``) takes the same gradients composed from
     differentiable parts (torch's softmax and the bilinear faces above), so double backward works."""
@@ -222,11 +223,12 @@ def dynamic_local_filter(x: Tensor, filters: Tensor, kernel_size: KernelSize, *,
     x = x.to(dtype)
     backend = backends.resolve(backend, x, shared)
     # the fused kernels read rows of unit stride: a conv's channels-last output changes dtype and
-    # layout in one copy; NCHW views (a slice of theta) stay views. The C softmax kernels read
-    # bfloat16 logits (the generator's under autocast) as they are.
+    # layout in one copy; NCHW views (a slice of theta) stay views. The C softmax kernels take the
+    # logits in their own dtype (cpu_kernel reads bfloat16 ones, the generator's under autocast,
+    # as they are, and converts others).
     to_nchw = backend in ("c", "triton") and filters.stride(-1) != 1
-    as_read = backend == "c" and softmax and filters.dtype == torch.bfloat16
-    filters = filters.to(filters.dtype if as_read else dtype,
+    own_dtype = backend == "c" and softmax
+    filters = filters.to(filters.dtype if own_dtype else dtype,
                          memory_format=torch.contiguous_format if to_nchw else torch.preserve_format)
     if backend == "triton":
         return backends.triton_ops().local_filter(
