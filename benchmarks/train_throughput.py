@@ -18,7 +18,11 @@ of models N times, alternating, so that a shared machine's drift falls on every 
 backward, :class:`dfn.ops.profiling.ConvolutionLog`) and times each alone on fresh tensors:
 ``convolution_seconds_alone`` is a floor under the step for as long as they run on this library
 (oneDNN on the CPU), and ``dfn_speedup_ceiling`` each other model's step over the DFN's floor:
-the most that any work outside them could bring.
+the most that any work outside them could bring. ``activation_seconds_alone`` times the
+LeakyReLU passes of the same step alike (forward and backward; PyTorch's public API runs each as
+its own pass over memory; 0 for the ConvLSTMs, whose gates are not LeakyReLUs), and
+``dfn_speedup_ceiling_with_activations`` is each other model's step over the DFN's convolutions
+and activations together.
 
     python benchmarks/train_throughput.py --steps 5 --profile > results/train_throughput_cpu.json
     python benchmarks/train_throughput.py --steps 3 --compile > results/train_compile_cpu.json
@@ -41,7 +45,7 @@ import time
 
 import torch
 
-from dfn.ops.profiling import ConvolutionLog, machine, synchronize
+from dfn.ops.profiling import ACTIVATIONS, ConvolutionLog, machine, synchronize
 
 CONV_LSTM = ["--config", "configs/moving_mnist.yaml", "--config", "configs/baselines/conv_lstm.yaml"]
 MODELS = {"dfn": ["--config", "configs/moving_mnist.yaml"],
@@ -103,7 +107,8 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
             step(model, optimizer, batch, autocast)
         result.update(convolution_calls=sum(log.calls.values()),
                       convolution_multiply_adds_forward=log.multiply_adds(),
-                      convolution_seconds_alone=log.seconds_alone())
+                      convolution_seconds_alone=log.seconds_alone(),
+                      activation_seconds_alone=log.seconds_alone(ACTIVATIONS))
     if profile:
         result["profile_one_step"] = profile_step(model, optimizer, batch, autocast, device)
     return result
@@ -180,24 +185,26 @@ def main() -> None:
                                      if args.device.startswith("cuda") else "cpu")},
               "models": results, "dfn_speedup": speedups(results)}
     if args.convolutions:
-        report["dfn_speedup_ceiling"] = speedups(results, floor="convolution_seconds_alone")
+        report["dfn_speedup_ceiling"] = speedups(results, floor=("convolution_seconds_alone",))
+        report["dfn_speedup_ceiling_with_activations"] = speedups(
+            results, floor=("convolution_seconds_alone", "activation_seconds_alone"))
     if args.rounds > 1:
         report["dfn_speedup_per_round"] = [speedups([r for r in results if r["round"] == k])
                                            for k in range(args.rounds)]
     print(json.dumps(report, indent=2))
 
 
-def speedups(results: list[dict], floor: str = "seconds_per_iteration") -> dict[str, float]:
+def speedups(results: list[dict], floor: tuple[str, ...] = ("seconds_per_iteration",)) -> dict[str, float]:
     """Each other model's median seconds per iteration (over the rounds) over the DFN's, measured
-    alike (same compile mode); with ``floor="convolution_seconds_alone"``, over the DFN's
-    convolutions alone."""
+    alike (same compile mode); with ``floor`` naming other fields of the DFN's results, over
+    their sum (``("convolution_seconds_alone",)``: over its convolutions alone)."""
     def key(r: dict) -> str:
         return f"{r['model']}{'' if r['compiled'] is False else '_compiled'}"
 
     seconds: dict[tuple[str, object], list[float]] = {}
     for r in results:
         seconds.setdefault((r["model"], r["compiled"]), []).append(
-            r[floor if r["model"] == "dfn" else "seconds_per_iteration"])
+            sum(r[f] for f in floor) if r["model"] == "dfn" else r["seconds_per_iteration"])
     median = {k: statistics.median(v) for k, v in seconds.items()}
     return {key(r): median[r["model"], r["compiled"]] / median["dfn", r["compiled"]]
             for r in results if r["model"] != "dfn" and ("dfn", r["compiled"]) in median}

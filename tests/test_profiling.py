@@ -1,10 +1,13 @@
 """dfn.ops.profiling.ConvolutionLog: what the peer comparison's floor (``train_throughput.py
---convolutions``) is made of: every convolution of a step, forward and backward, counted and
-replayed alone in its recorded layout."""
+--convolutions``) is made of: every convolution of a step, forward and backward, and the
+activation passes beside them, counted and replayed alone in their recorded layout."""
+from collections import Counter
+
 import torch
 from torch import nn
 
-from dfn.ops.profiling import ConvolutionLog
+from dfn.ops import profiling
+from dfn.ops.profiling import ACTIVATIONS, ConvolutionLog
 
 
 def test_records_each_forward_and_backward_call_with_its_layout_and_work():
@@ -46,3 +49,23 @@ def test_a_transposed_convolution_counts_each_input_pixels_taps():
     assert out.shape == (2, 4, 10, 10)
     # 16 taps per input pixel and output channel = 4 per output pixel and input channel
     assert log.multiply_adds() == 2 * 3 * 25 * 4 * 16 == 2 * 4 * 100 * 3 * 4
+
+
+def test_records_the_activation_passes_apart_from_the_convolutions(monkeypatch):
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                        nn.Conv2d(8, 4, 1), nn.LeakyReLU(0.1))
+    x = torch.randn(2, 3, 16, 16)
+    with ConvolutionLog() as log:
+        for _ in range(2):
+            net(x).sum().backward()
+    activations = Counter()
+    for (func, _), count in log.calls.items():
+        if func in ACTIVATIONS:
+            activations[func] += count
+    aten = torch.ops.aten
+    assert activations == {aten.leaky_relu_.default: 2, aten.leaky_relu.default: 2,
+                           aten.leaky_relu_backward.default: 4}
+    assert log.seconds_alone(ACTIVATIONS, repeats=1, warmup=0) > 0      # in-place ones replay too
+    monkeypatch.setattr(profiling, "median_seconds", lambda *args: 1.0)
+    assert log.seconds_alone(ACTIVATIONS) == 8                         # each call by its count
+    assert log.seconds_alone() == 8                # 2 x (2 convolutions + their 2 backwards) alone

@@ -94,15 +94,26 @@ def machine() -> dict:
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-class ConvolutionLog(TorchDispatchMode):
-    """Records the convolutions that run inside it, forward and backward, and the matrix products
-    (a 1x1 conv may run as one, :func:`dfn.layers.pointwise_conv`), each as its operator and
-    arguments, the tensors by their metadata alone (shape, strides, dtype, device): ``calls`` maps
-    each distinct call to how many times it ran. Use as a context manager around a training step
-    (backward included), then :meth:`seconds_alone`."""
+CONVOLUTIONS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default,
+                torch.ops.aten.mm.default, torch.ops.aten.bmm.default)
+"""Convolutions forward and backward, and matrix products (a 1x1 conv may run as one,
+:func:`dfn.layers.pointwise_conv`)."""
 
-    OPERATORS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default,
-                 torch.ops.aten.mm.default, torch.ops.aten.bmm.default)
+ACTIVATIONS = (torch.ops.aten.leaky_relu.default, torch.ops.aten.leaky_relu_.default,
+               torch.ops.aten.leaky_relu_backward.default)
+"""The passes of the activations that follow the DFN's convolutions, forward and backward: on the
+CPU each reads and writes its whole tensor, because PyTorch's public API cannot fuse them into
+oneDNN's convolutions."""
+
+
+class ConvolutionLog(TorchDispatchMode):
+    """Records the convolutions and matrix products that run inside it (:data:`CONVOLUTIONS`),
+    forward and backward, and the activation passes (:data:`ACTIVATIONS`), each as its operator
+    and arguments, the tensors by their metadata alone (shape, strides, dtype, device): ``calls``
+    maps each distinct call to how many times it ran. Use as a context manager around a training
+    step (backward included), then :meth:`seconds_alone`."""
+
+    OPERATORS = CONVOLUTIONS + ACTIVATIONS
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,12 +125,15 @@ class ConvolutionLog(TorchDispatchMode):
             self.calls[key] = self.calls.get(key, 0) + 1
         return func(*args, **(kwargs or {}))
 
-    def seconds_alone(self, repeats: int = 5, warmup: int = 2) -> float:
-        """The recorded calls' total time when each runs alone on fresh tensors of its recorded
-        layout (random values): the median of ``repeats`` runs per distinct call, times its count.
-        A lower bound on a step's time for as long as its convolutions run on this library."""
+    def seconds_alone(self, operators: tuple = CONVOLUTIONS, repeats: int = 5, warmup: int = 2) -> float:
+        """The recorded calls of ``operators``: their total time when each runs alone on fresh
+        tensors of its recorded layout (random values), the median of ``repeats`` runs per
+        distinct call times its count. For the convolutions, a lower bound on a step's time for
+        as long as they run on this library; the activations' passes add to it."""
         total = 0.0
         for (func, described), count in self.calls.items():
+            if func not in operators:
+                continue
             args = [_materialise(a) for a in described]
             device = next(a.device for a in args if isinstance(a, torch.Tensor))
             total += count * median_seconds(lambda: func(*args), repeats, warmup, device)
