@@ -105,7 +105,7 @@ def measure(name: str, batch_size: int, warmup: int, steps: int, profile: bool, 
     if convolutions:
         with ConvolutionLog() as log:
             step(model, optimizer, batch, autocast)
-        result.update(convolution_calls=sum(log.calls.values()),
+        result.update(convolution_calls=log.count(), activation_calls=log.count(ACTIVATIONS),
                       convolution_multiply_adds_forward=log.multiply_adds(),
                       convolution_seconds_alone=log.seconds_alone(),
                       activation_seconds_alone=log.seconds_alone(ACTIVATIONS))

@@ -65,6 +65,7 @@ def test_records_the_activation_passes_apart_from_the_convolutions(monkeypatch):
     aten = torch.ops.aten
     assert activations == {aten.leaky_relu_.default: 2, aten.leaky_relu.default: 2,
                            aten.leaky_relu_backward.default: 4}
+    assert log.count(ACTIVATIONS) == 8 and log.count() == 8             # each group its own calls
     assert log.seconds_alone(ACTIVATIONS, repeats=1, warmup=0) > 0      # in-place ones replay too
     monkeypatch.setattr(profiling, "median_seconds", lambda *args: 1.0)
     assert log.seconds_alone(ACTIVATIONS) == 8                         # each call by its count

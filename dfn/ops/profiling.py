@@ -125,6 +125,10 @@ class ConvolutionLog(TorchDispatchMode):
             self.calls[key] = self.calls.get(key, 0) + 1
         return func(*args, **(kwargs or {}))
 
+    def count(self, operators: tuple = CONVOLUTIONS) -> int:
+        """How many calls of ``operators`` ran."""
+        return sum(n for (func, _), n in self.calls.items() if func in operators)
+
     def seconds_alone(self, operators: tuple = CONVOLUTIONS, repeats: int = 5, warmup: int = 2) -> float:
         """The recorded calls of ``operators``: their total time when each runs alone on fresh
         tensors of its recorded layout (random values), the median of ``repeats`` runs per
